@@ -1,0 +1,134 @@
+//! What [`authorize`](crate::authorize()) answers, and how each answer becomes an HTTP response.
+//!
+//! A [`Deny`] names the first rule that failed, so a server can log the real reason; the HTTP
+//! status and body deliberately merge reasons a client must not tell apart (a revoked key and an
+//! unknown one are both 401; another tenant's resource and a missing one are both 404).
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Permission};
+
+/// The answer to "may this key do this action on this resource now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "a decision that is not checked authorizes nothing"]
+pub enum Decision {
+    /// Every rule passed.
+    Allow,
+    /// A rule failed; the first failing one, in the order of [`Deny`]'s variants.
+    Deny(Deny),
+}
+
+impl Decision {
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+
+    /// `Ok(())` for allow, so a handler can write `authorize(..).into_result()?`.
+    pub fn into_result(self) -> Result<(), Deny> {
+        match self {
+            Decision::Allow => Ok(()),
+            Decision::Deny(deny) => Err(deny),
+        }
+    }
+}
+
+/// Why a request was refused, in the order the rules are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Deny {
+    /// No key matches the presented token, or the token is missing or malformed. 401.
+    #[error("unknown or malformed API key")]
+    UnknownKey,
+    /// The key was revoked. 401.
+    #[error("API key revoked")]
+    Revoked,
+    /// The key's expiry has passed (`expires_at <= now`). 401.
+    #[error("API key expired")]
+    Expired,
+    /// The resource belongs to another account. 404: never confirm another tenant's resource.
+    #[error("resource belongs to another account")]
+    OtherAccount,
+    /// A project-scoped key attempted an account-level action (creating or destroying a project).
+    /// 403, with seed 000's message.
+    #[error("project-scoped key on an account-level action")]
+    AccountLevelAction,
+    /// A project-scoped key reached outside its project. 404.
+    #[error("resource outside the key's project")]
+    OutOfScope,
+    /// The key lacks the action's permission. 403.
+    #[error("missing permission")]
+    MissingPermission(Permission),
+}
+
+/// The JSON body of an error response: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorBody {
+    /// The human-readable message.
+    pub error: Cow<'static, str>,
+}
+
+impl Deny {
+    /// The HTTP status code: 401, 403 or 404.
+    pub fn status(&self) -> u16 {
+        match self {
+            Deny::UnknownKey | Deny::Revoked | Deny::Expired => 401,
+            Deny::OtherAccount | Deny::OutOfScope => 404,
+            Deny::AccountLevelAction | Deny::MissingPermission(_) => 403,
+        }
+    }
+
+    /// The message a client sees. A bare permission name (`read`) reads
+    /// `"Read permission required"` as in seed 001; a `resource:action` name reads
+    /// `"Permission agents:write required"`.
+    ///
+    /// ```
+    /// use keygate::{Catalog, Deny};
+    /// let catalog = Catalog::read_write_delete();
+    /// let write = catalog.permission("write").unwrap();
+    /// assert_eq!(Deny::MissingPermission(write).message(&catalog), "Write permission required");
+    /// assert_eq!(Deny::Expired.message(&catalog), "Invalid or expired API key");
+    /// ```
+    pub fn message(&self, catalog: &Catalog) -> Cow<'static, str> {
+        match self {
+            Deny::UnknownKey | Deny::Revoked | Deny::Expired => "Invalid or expired API key".into(),
+            Deny::OtherAccount | Deny::OutOfScope => "Not found".into(),
+            Deny::AccountLevelAction => {
+                "Project-scoped API keys cannot create or destroy projects".into()
+            }
+            Deny::MissingPermission(p) => match catalog.name(*p) {
+                Some(name) if !name.contains(':') => {
+                    let mut chars = name.chars();
+                    let first = chars.next().map(|c| c.to_ascii_uppercase());
+                    format!(
+                        "{}{} permission required",
+                        first.unwrap_or_default(),
+                        chars.as_str()
+                    )
+                    .into()
+                }
+                Some(name) => format!("Permission {name} required").into(),
+                // A permission from another catalog: say no more than that access is refused.
+                None => "Permission required".into(),
+            },
+        }
+    }
+
+    /// The JSON body, `{"error": message}`.
+    ///
+    /// ```
+    /// use keygate::{Catalog, Deny};
+    /// let body = Deny::AccountLevelAction.body(&Catalog::read_write_delete());
+    /// assert_eq!(
+    ///     serde_json::to_string(&body)?,
+    ///     r#"{"error":"Project-scoped API keys cannot create or destroy projects"}"#
+    /// );
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn body(&self, catalog: &Catalog) -> ErrorBody {
+        ErrorBody {
+            error: self.message(catalog),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod authorize;
+pub mod catalog;
+pub mod decision;
+pub mod key;
+pub mod ratelimit;
+pub mod scope;
+pub mod timestamp;
+pub mod token;
+
+pub use authorize::{Action, authorize};
+pub use catalog::{Catalog, CatalogError, Permission, PermissionSet, Role};
+pub use decision::{Decision, Deny, ErrorBody};
+pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, LifecycleError, RetiredSecret};
+pub use ratelimit::{RateLimit, RateLimitError, RateLimitState, RetryAfter};
+pub use scope::{AccountId, IdError, ProjectId, Resource, Scope};
+pub use timestamp::{Timestamp, TimestampError};
+pub use token::{Token, TokenFormat, TokenFormatError, TokenHash, TokenHashError};

@@ -1,0 +1,207 @@
+//! Per-key rate limits: a config value and a pure GCRA state of one timestamp.
+//!
+//! GCRA (the generic cell rate algorithm, as in `governor`) keeps the theoretical arrival time
+//! (TAT) of the next request. A request at `now` conforms when `TAT - tolerance <= now`; then
+//! `TAT = max(TAT, now) + interval`. `interval = period / requests`, and `tolerance = interval *
+//! (burst - 1)`, so up to `burst` requests may arrive at once and the long-run rate is `requests`
+//! per `period`. The state is data the caller stores; time comes in as `now`; nothing sleeps.
+
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::Timestamp;
+
+/// A rate-limit config was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateLimitError {
+    /// `requests` must be at least 1.
+    #[error("rate limit requests must be at least 1")]
+    ZeroRequests,
+    /// `period_seconds` must be at least 1.
+    #[error("rate limit period must be at least 1 second")]
+    ZeroPeriod,
+    /// `burst` must be at least 1.
+    #[error("rate limit burst must be at least 1")]
+    ZeroBurst,
+}
+
+/// "At most `requests` per `period`, with bursts of up to `burst` at once."
+///
+/// ```
+/// use keygate::{RateLimit, RateLimitState, Timestamp};
+/// let limit = RateLimit::per_period(2, 60)?; // burst defaults to 2
+/// let mut state = RateLimitState::default();
+/// let t0 = Timestamp::from_unix_seconds(1_000);
+/// assert!(limit.check(&mut state, t0).is_ok());
+/// assert!(limit.check(&mut state, t0).is_ok());
+/// let retry = limit.check(&mut state, t0).unwrap_err();
+/// assert_eq!(retry.seconds(), 30);
+/// # Ok::<(), keygate::RateLimitError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RateLimitSpec", into = "RateLimitSpec")]
+pub struct RateLimit {
+    requests: u32,
+    period_seconds: u32,
+    burst: u32,
+}
+
+/// The serialized form of a [`RateLimit`]: `{"requests": 100, "period_seconds": 60}`, with an
+/// optional `burst` (default: `requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Requests allowed per period.
+    pub requests: u32,
+    /// The period, in whole seconds.
+    pub period_seconds: u32,
+    /// Requests allowed at once; `requests` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl TryFrom<RateLimitSpec> for RateLimit {
+    type Error = RateLimitError;
+    fn try_from(spec: RateLimitSpec) -> Result<Self, RateLimitError> {
+        let limit = Self::per_period(spec.requests, spec.period_seconds)?;
+        match spec.burst {
+            Some(burst) => limit.with_burst(burst),
+            None => Ok(limit),
+        }
+    }
+}
+
+impl From<RateLimit> for RateLimitSpec {
+    fn from(limit: RateLimit) -> Self {
+        Self {
+            requests: limit.requests,
+            period_seconds: limit.period_seconds,
+            burst: (limit.burst != limit.requests).then_some(limit.burst),
+        }
+    }
+}
+
+impl RateLimit {
+    /// `requests` per `period_seconds`, all of which may be spent at once.
+    pub fn per_period(requests: u32, period_seconds: u32) -> Result<Self, RateLimitError> {
+        if requests == 0 {
+            return Err(RateLimitError::ZeroRequests);
+        }
+        if period_seconds == 0 {
+            return Err(RateLimitError::ZeroPeriod);
+        }
+        Ok(Self {
+            requests,
+            period_seconds,
+            burst: requests,
+        })
+    }
+
+    /// The same rate with a different burst size.
+    pub fn with_burst(mut self, burst: u32) -> Result<Self, RateLimitError> {
+        if burst == 0 {
+            return Err(RateLimitError::ZeroBurst);
+        }
+        self.burst = burst;
+        Ok(self)
+    }
+
+    /// Requests per period.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(u64::from(self.period_seconds))
+    }
+
+    /// Requests allowed at once.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The spacing between requests at the sustained rate, in microseconds (at least 1).
+    fn interval_micros(&self) -> i64 {
+        let period = i64::from(self.period_seconds) * 1_000_000;
+        (period / i64::from(self.requests)).max(1)
+    }
+
+    /// Admits the request at `now` (and records it), or says when to retry. Pure: the outcome
+    /// depends only on `self`, `state` and `now`.
+    pub fn check(&self, state: &mut RateLimitState, now: Timestamp) -> Result<(), RetryAfter> {
+        let interval = self.interval_micros();
+        let tolerance = interval.saturating_mul(i64::from(self.burst) - 1);
+        let tat = state.tat.unwrap_or(now).unix_micros();
+        let earliest = tat.saturating_sub(tolerance);
+        let now_micros = now.unix_micros();
+        if earliest > now_micros {
+            return Err(RetryAfter {
+                at: Timestamp::from_unix_micros(earliest),
+                wait: Duration::from_micros(u64::try_from(earliest - now_micros).unwrap_or(0)),
+            });
+        }
+        state.tat = Some(Timestamp::from_unix_micros(
+            tat.max(now_micros).saturating_add(interval),
+        ));
+        Ok(())
+    }
+}
+
+/// One key's limiter state: the theoretical arrival time of the next request. Store it beside
+/// the key's usage; a fresh state admits a full burst.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitState {
+    tat: Option<Timestamp>,
+}
+
+/// A refused request: when the next one will be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("rate limit exceeded; retry after {} s", self.seconds())]
+pub struct RetryAfter {
+    at: Timestamp,
+    wait: Duration,
+}
+
+impl RetryAfter {
+    /// The instant the next request will be admitted.
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// How long to wait, exactly.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// Whole seconds to wait, rounded up (never 0): the `retry_after` field and `Retry-After`
+    /// header.
+    pub fn seconds(&self) -> u64 {
+        let secs = self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0);
+        secs.max(1)
+    }
+
+    /// HTTP 429.
+    pub fn status(&self) -> u16 {
+        429
+    }
+
+    /// `{"error": "Rate limit exceeded", "retry_after": N}` (seed 001).
+    pub fn body(&self) -> RateLimitBody {
+        RateLimitBody {
+            error: "Rate limit exceeded".into(),
+            retry_after: self.seconds(),
+        }
+    }
+}
+
+/// The 429 body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimitBody {
+    /// Always `"Rate limit exceeded"`.
+    pub error: std::borrow::Cow<'static, str>,
+    /// Whole seconds to wait.
+    pub retry_after: u64,
+}

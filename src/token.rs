@@ -1,0 +1,372 @@
+//! The secret a client presents, its format, and the hash a server stores instead of it.
+//!
+//! A token is a prefix and a random body (`idc_` + 32 alphanumerics by default, seed 001). The
+//! server keeps only its SHA-256 ([`TokenHash`]). A fast hash is the right tool here, unlike for
+//! passwords: the body carries about 190 bits of entropy drawn from a cryptographic RNG, so there is
+//! nothing to guess and no dictionary to run, and a slow KDF would only slow every request down.
+//! What matters is that the hash is preimage-resistant and that comparisons do not leak timing.
+
+use core::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::CryptoRng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq, ConstantTimeLess};
+use zeroize::Zeroizing;
+
+/// How many characters of a token's body [`Token`]'s `Debug` and `Display` reveal.
+const SHOWN_BODY_CHARS: usize = 4;
+/// The alphabet of token bodies: 62 characters.
+const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A token format was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenFormatError {
+    /// The prefix must be 1 to 16 characters of `A-Z a-z 0-9 _ -`.
+    #[error("invalid token prefix {0:?}: 1 to 16 characters of letters, digits, '_' or '-'")]
+    InvalidPrefix(String),
+    /// The body length must give at least 128 bits of entropy and stay reasonable.
+    #[error("invalid token body length {0}: between 22 and 128 characters")]
+    InvalidLength(usize),
+}
+
+/// The shape of tokens: a fixed prefix and a body of random alphanumerics.
+///
+/// ```
+/// use keygate::TokenFormat;
+/// let format = TokenFormat::default();
+/// assert_eq!(format.prefix(), "idc_");
+/// assert_eq!(format.token_len(), 36);
+/// let live = TokenFormat::new("sk_live_", 40)?;
+/// assert!(!bool::from(live.matches("idc_0123456789abcdef0123456789abcdef")));
+/// # Ok::<(), keygate::TokenFormatError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFormat {
+    prefix: String,
+    body_len: usize,
+}
+
+impl Default for TokenFormat {
+    /// `idc_` + 32 alphanumerics: seed 001's format.
+    fn default() -> Self {
+        Self {
+            prefix: "idc_".to_owned(),
+            body_len: 32,
+        }
+    }
+}
+
+impl TokenFormat {
+    /// Shortest body accepted: 22 characters of 62 carry 131 bits.
+    pub const MIN_BODY_LEN: usize = 22;
+    /// Longest body accepted.
+    pub const MAX_BODY_LEN: usize = 128;
+
+    /// A format with this prefix and body length.
+    pub fn new(prefix: &str, body_len: usize) -> Result<Self, TokenFormatError> {
+        let prefix_ok = (1..=16).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !prefix_ok {
+            return Err(TokenFormatError::InvalidPrefix(
+                prefix.chars().take(32).collect(),
+            ));
+        }
+        if !(Self::MIN_BODY_LEN..=Self::MAX_BODY_LEN).contains(&body_len) {
+            return Err(TokenFormatError::InvalidLength(body_len));
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            body_len,
+        })
+    }
+
+    /// The prefix, such as `idc_`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The number of random characters after the prefix.
+    pub fn body_len(&self) -> usize {
+        self.body_len
+    }
+
+    /// The whole token's length in bytes.
+    pub fn token_len(&self) -> usize {
+        self.prefix.len() + self.body_len
+    }
+
+    /// Mints a token: the body is drawn uniformly from the 62 alphanumerics by rejection sampling
+    /// (bytes of 248 and above are redrawn, so there is no modulo bias).
+    pub fn mint<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Token {
+        let mut text = Zeroizing::new(String::with_capacity(self.token_len()));
+        text.push_str(&self.prefix);
+        let mut buf = Zeroizing::new([0u8; 64]);
+        while text.len() < self.token_len() {
+            rng.fill_bytes(buf.as_mut_slice());
+            for &byte in buf.iter() {
+                if text.len() == self.token_len() {
+                    break;
+                }
+                // 248 = 4 * 62: keeping only bytes below it makes `byte % 62` exactly uniform.
+                if byte < 248
+                    && let Some(&c) = ALPHABET.get(usize::from(byte % 62))
+                {
+                    text.push(char::from(c));
+                }
+            }
+        }
+        Token { text }
+    }
+
+    /// Whether `input` has this format, in time that depends on its length only, never on its
+    /// characters: every byte is classified with masks and the results are combined without early
+    /// exit. (Like `subtle`'s slice comparison, a wrong length returns at once: lengths are public.)
+    pub fn matches(&self, input: &str) -> Choice {
+        let input = input.as_bytes();
+        if input.len() != self.token_len() {
+            return Choice::from(0);
+        }
+        let (prefix, body) = input.split_at(self.prefix.len());
+        let mut ok = prefix.ct_eq(self.prefix.as_bytes());
+        for &c in body {
+            let digit = c.wrapping_sub(b'0').ct_lt(&10);
+            let upper = c.wrapping_sub(b'A').ct_lt(&26);
+            let lower = c.wrapping_sub(b'a').ct_lt(&26);
+            ok &= digit | upper | lower;
+        }
+        ok
+    }
+}
+
+/// A plaintext token: the secret itself.
+///
+/// It is handed out once, when a key is issued or rotated. `Debug` and `Display` show the prefix
+/// and the first four body characters only (`idc_AbCd…`), the memory is wiped on drop, and it is not
+/// `Clone`. Read it with [`Token::expose_secret`], the one named way out.
+pub struct Token {
+    text: Zeroizing<String>,
+}
+
+impl Token {
+    /// Wraps a token a client presented, so that it is wiped and redacted like a minted one.
+    pub fn from_presented(text: String) -> Self {
+        Self {
+            text: Zeroizing::new(text),
+        }
+    }
+
+    /// The plaintext. The only way to read the secret: call it where it is sent to its owner.
+    pub fn expose_secret(&self) -> &str {
+        &self.text
+    }
+
+    /// The hash a record stores.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(self.expose_secret())
+    }
+
+    fn redacted(&self) -> impl fmt::Display + '_ {
+        struct Redacted<'a>(&'a str);
+        impl fmt::Display for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Show up to the last '_' (the prefix) and a few characters after it.
+                let prefix_end = self.0.rfind('_').map_or(0, |i| i + 1);
+                let shown: String = self
+                    .0
+                    .chars()
+                    .take(prefix_end.min(17) + SHOWN_BODY_CHARS)
+                    .collect();
+                write!(f, "{shown}…")
+            }
+        }
+        Redacted(&self.text)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.redacted())
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.redacted(), f)
+    }
+}
+
+/// The SHA-256 of a token: what records store and keyrings index. Shown as base64url without
+/// padding.
+///
+/// ```
+/// use keygate::TokenHash;
+/// let hash = TokenHash::of("idc_0123456789abcdef0123456789abcdef");
+/// assert!(bool::from(hash.verify("idc_0123456789abcdef0123456789abcdef")));
+/// assert!(!bool::from(hash.verify("idc_0123456789abcdef0123456789abcdeF")));
+/// assert_eq!(hash.to_string().len(), 43);
+/// assert_eq!(hash.to_string().parse::<TokenHash>()?, hash);
+/// # Ok::<(), keygate::TokenHashError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash([u8; 32]);
+
+/// A stored token hash was not 43 characters of base64url.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid token hash: expected 43 characters of unpadded base64url (SHA-256)")]
+pub struct TokenHashError;
+
+impl TokenHash {
+    /// Hashes a presented or minted token.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// From raw digest bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Whether `token` hashes to this, compared in constant time.
+    pub fn verify(&self, token: &str) -> Choice {
+        self.ct_eq(&Self::of(token))
+    }
+}
+
+impl ConstantTimeEq for TokenHash {
+    fn ct_eq(&self, other: &Self) -> Choice {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl subtle::ConditionallySelectable for TokenHash {
+    fn conditional_select(a: &Self, b: &Self, choice: Choice) -> Self {
+        let mut out = [0u8; 32];
+        for (o, (x, y)) in out.iter_mut().zip(a.0.iter().zip(b.0.iter())) {
+            *o = u8::conditional_select(x, y, choice);
+        }
+        Self(out)
+    }
+}
+
+impl fmt::Display for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({self})")
+    }
+}
+
+impl core::str::FromStr for TokenHash {
+    type Err = TokenHashError;
+    fn from_str(s: &str) -> Result<Self, TokenHashError> {
+        if s.len() != 43 {
+            return Err(TokenHashError);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenHashError)?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Self)
+            .map_err(|_| TokenHashError)
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn default_tokens_have_the_seed_format() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let format = TokenFormat::default();
+        for _ in 0..1000 {
+            let token = format.mint(&mut rng);
+            let text = token.expose_secret();
+            assert_eq!(text.len(), 36);
+            assert!(text.starts_with("idc_"));
+            assert!(text[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+            assert!(bool::from(format.matches(text)));
+        }
+    }
+
+    #[test]
+    fn format_check_rejects_each_kind_of_wrong_input() {
+        let format = TokenFormat::default();
+        let good = "idc_0123456789abcdefABCDEF0123456789";
+        assert!(bool::from(format.matches(good)));
+        for bad in [
+            "",
+            "idc_",
+            "idc_0123456789abcdefABCDEF012345678",
+            "idc_0123456789abcdefABCDEF01234567890",
+            "idd_0123456789abcdefABCDEF0123456789",
+            "idc-0123456789abcdefABCDEF0123456789",
+            "idc_0123456789abcdefABCDEF012345678_",
+            "idc_0123456789abcdefABCDEF012345678/",
+            "idc_:123456789abcdefABCDEF0123456789",
+            "idc_@123456789abcdefABCDEF0123456789",
+            "idc_[123456789abcdefABCDEF0123456789",
+            "idc_`123456789abcdefABCDEF0123456789",
+            "idc_{123456789abcdefABCDEF0123456789",
+        ] {
+            assert!(!bool::from(format.matches(bad)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_debug_and_display_are_redacted() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let token = TokenFormat::default().mint(&mut rng);
+        let secret = token.expose_secret().to_owned();
+        for shown in [format!("{token:?}"), token.to_string(), format!("{token}")] {
+            assert!(!shown.contains(&secret[4..]), "{shown}");
+            assert!(shown.contains(&secret[..8]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn format_bounds() {
+        assert!(TokenFormat::new("sk_live_", 32).is_ok());
+        assert!(TokenFormat::new("", 32).is_err());
+        assert!(TokenFormat::new("a b", 32).is_err());
+        assert!(TokenFormat::new("idc_", 21).is_err());
+        assert!(TokenFormat::new("idc_", 129).is_err());
+    }
+
+    #[test]
+    fn hash_text_round_trip_and_errors() {
+        let h = TokenHash::of("x");
+        assert_eq!(h.to_string().parse::<TokenHash>().unwrap(), h);
+        assert!("".parse::<TokenHash>().is_err());
+        assert!("!".repeat(43).parse::<TokenHash>().is_err());
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<TokenHash>(&json).unwrap(), h);
+    }
+}
