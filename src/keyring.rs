@@ -449,6 +449,24 @@ impl Keyring {
         Ok(())
     }
 
+    /// Forgets every retired secret whose grace period has ended by `now`, from the keys and the
+    /// index, and returns how many. Such secrets are already refused; pruning only frees their
+    /// memory and drops them from the keys' records.
+    pub fn prune(&mut self, now: Timestamp) -> usize {
+        let before = self.index.len();
+        self.index.retain(|e| e.valid_until > now);
+        let pruned = before - self.index.len();
+        if pruned > 0 {
+            self.sync_prefixes();
+            for key in self.keys.iter_mut().skip(1) {
+                if key.retired.is_some_and(|r| r.valid_until <= now) {
+                    key.retired = None;
+                }
+            }
+        }
+        pruned
+    }
+
     /// The active keys that expire within `window` of `now`: the ones to warn owners about.
     pub fn expiring_within(
         &self,
@@ -718,6 +736,111 @@ mod tests {
             }
             assert_eq!(ring.search(0), 0);
             assert_eq!(ring.search(u64::MAX), n.saturating_sub(1));
+        }
+    }
+
+    /// One step of a random life: what the model test does to a keyring.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert,
+        Remove(usize),
+        Revoke(usize),
+        Rotate(usize, Option<u64>),
+        Prune,
+        Advance(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => Just(Op::Insert),
+            1 => any::<usize>().prop_map(Op::Remove),
+            1 => any::<usize>().prop_map(Op::Revoke),
+            2 => (any::<usize>(), proptest::option::of(0u64..5)).prop_map(|(i, g)| Op::Rotate(i, g)),
+            1 => Just(Op::Prune),
+            1 => (0u64..4).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest::proptest! {
+        /// After any sequence of operations the index is consistent, and every token ever
+        /// handed out authenticates exactly when a plain model says it should.
+        #[test]
+        fn random_lives_agree_with_a_plain_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut rng = StdRng::seed_from_u64(99);
+            let mut ring = Keyring::default();
+            let mut now = Timestamp::from_unix_seconds(1);
+            // Model: each token -> (key id, valid until); plus the set of revoked ids.
+            let mut tokens: Vec<(Token, KeyId, Timestamp)> = Vec::new();
+            let mut ids: Vec<KeyId> = Vec::new();
+            let mut revoked: Vec<KeyId> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert => {
+                        let token = ring.format().mint(&mut rng);
+                        let key = key(&mut rng, &token);
+                        ids.push(key.id());
+                        tokens.push((token, key.id(), Timestamp::MAX));
+                        ring.insert(key).unwrap();
+                    }
+                    Op::Remove(i) if !ids.is_empty() => {
+                        let id = ids.remove(i % ids.len());
+                        ring.remove(id).unwrap();
+                        // A removed key's tokens are unknown from now on.
+                        for (_, owner, until) in tokens.iter_mut() {
+                            if *owner == id {
+                                *until = Timestamp::from_unix_micros(i64::MIN);
+                            }
+                        }
+                    }
+                    Op::Revoke(i) if !ids.is_empty() => {
+                        let id = ids[i % ids.len()];
+                        ring.revoke(id, now).unwrap();
+                        revoked.push(id);
+                    }
+                    Op::Rotate(i, grace) if !ids.is_empty() => {
+                        let id = ids[i % ids.len()];
+                        let grace = grace.map(Duration::from_secs);
+                        match ring.rotate(id, now, grace, &mut rng) {
+                            Ok(token) => {
+                                let end = grace.filter(|g| !g.is_zero()).map(|g| now + g);
+                                for (_, owner, until) in tokens.iter_mut() {
+                                    if *owner == id {
+                                        // The current secret gets the grace period; an older
+                                        // retired one ends now.
+                                        *until = match (*until == Timestamp::MAX, end) {
+                                            (true, Some(end)) => end,
+                                            _ => (*until).min(now),
+                                        };
+                                    }
+                                }
+                                tokens.push((token, id, Timestamp::MAX));
+                            }
+                            Err(error) => {
+                                proptest::prop_assert!(revoked.contains(&id), "{error}");
+                            }
+                        }
+                    }
+                    Op::Prune => {
+                        ring.prune(now);
+                    }
+                    Op::Advance(seconds) => now = now + Duration::from_secs(seconds),
+                    Op::Remove(_) | Op::Revoke(_) | Op::Rotate(..) => {}
+                }
+                ring.assert_consistent();
+                proptest::prop_assert_eq!(ring.len(), ids.len());
+                for (token, owner, until) in &tokens {
+                    let expected = if *until <= now {
+                        Err(Deny::UnknownKey)
+                    } else if revoked.contains(owner) {
+                        Err(Deny::Revoked)
+                    } else {
+                        Ok(*owner)
+                    };
+                    let got = ring.authenticate(token.expose_secret(), now).map(ApiKey::id);
+                    proptest::prop_assert_eq!(got, expected);
+                }
+            }
         }
     }
 
