@@ -191,6 +191,7 @@ fn dummy_key() -> ApiKey {
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone)]
 pub struct Keyring {
     format: TokenFormat,
     /// A string of the format's length, hashed in place of a wrong-length token.
@@ -435,15 +436,18 @@ impl Keyring {
     /// [`ApiKey::with_expiry`] work) and returns the new version. The index follows any change of
     /// secret. Fails, changing nothing, if the new version's secrets clash with another key's.
     ///
-    /// The key id cannot change this way: `f`'s result keeps the original id's place.
+    /// The key id cannot change this way (`f`'s result keeps the original id), and neither can a
+    /// revocation be undone: revocation is final.
     pub fn update<F>(&mut self, id: KeyId, f: F) -> Result<(), KeyringError>
     where
         F: FnOnce(ApiKey) -> ApiKey,
     {
         let slot = self.slot_of(id)?;
         let current = self.key_at(slot).ok_or(KeyringError::UnknownKeyId(id))?;
+        let revoked_at = current.revoked_at;
         let mut next = f(current.clone());
         next.id = id;
+        next.revoked_at = revoked_at.or(next.revoked_at);
         self.check_secrets(&next, slot)?;
         self.replace(slot, next);
         Ok(())

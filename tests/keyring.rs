@@ -189,6 +189,25 @@ fn revocation_is_immediate() {
         Some(KeyringError::Lifecycle(LifecycleError::Revoked))
     );
     assert_eq!(f.ring.get(id).and_then(ApiKey::revoked_at), Some(at(100)));
+    // Nor by replacing the key with an unrevoked copy.
+    let catalog = f.catalog.clone();
+    f.ring
+        .update(id, |k| {
+            ApiKey::new(
+                k.id(),
+                k.name(),
+                k.account(),
+                k.scope(),
+                catalog.all(),
+                k.token_hash(),
+                k.created_at(),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        f.decide(token.expose_secret(), at(102)),
+        Decision::Deny(Deny::Revoked)
+    );
 }
 
 #[test]
