@@ -16,7 +16,8 @@
 //! - **Expiry**: a key issued by a key never outlives it. A child that asks for no expiry gets the
 //!   issuer's; one that asks for a later expiry is refused.
 //!
-//! Two kinds of refusal, checked in this order, and nothing is issued on either:
+//! Two kinds of refusal, checked in this order (after the issuing key, if any, is found to be
+//! unexpired at `now`: 401 otherwise), and nothing is issued on either:
 //! 1. [`IssueError::Invalid`], 422 `{"errors": [...]}`: every malformed part of the request, all
 //!    collected (blank or long name, expiry in the past, both expiry forms, unknown permission or
 //!    role, ...). Escalation is not judged on a request that is not well formed: an unknown
@@ -94,7 +95,8 @@ pub enum IssuerKind {
 }
 
 /// Who asks for a new key, and everything that bounds what they may grant: a snapshot taken when
-/// the issuer is built.
+/// the issuer is built. Build it for each request: a snapshot does not see a later revocation of
+/// its key ([`issue`] does re-check its expiry against `now`).
 ///
 /// The fields are private so that a key issuer can only come from [`Issuer::key`], which checks
 /// that the key is active and holds the key-management permission.
@@ -820,6 +822,11 @@ pub fn issue<R: CryptoRng + ?Sized>(
     now: Timestamp,
     rng: &mut R,
 ) -> Result<IssuedKey, IssueError> {
+    // An Issuer is a snapshot; a key issuer that has expired since it was built issues nothing
+    // (and its children could not inherit a live expiry from it anyway).
+    if issuer.expires_at.is_some_and(|e| e <= now) {
+        return Err(IssueError::IssuerKey(Deny::Expired));
+    }
     let request = validate(catalog, &spec, now).map_err(IssueError::Invalid)?;
     let grant = bound(catalog, issuer, &spec, &request).map_err(IssueError::Escalation)?;
     let role = request.role.map(|r| r.name().to_owned());

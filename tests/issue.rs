@@ -625,6 +625,17 @@ fn a_key_issuers_child_never_outlives_it() {
 }
 
 #[test]
+fn an_issuer_snapshot_whose_key_has_since_expired_issues_nothing() {
+    let catalog = fine();
+    let end = now() + Duration::from_secs(60);
+    let issuer = Issuer::key(&catalog, &manager_key(&catalog, Some(end)), now()).unwrap();
+    // Without this check the child would inherit an expiry already past: born dead at best.
+    let err = issue(&catalog, &issuer, KeySpec::named(""), end, &mut rng()).unwrap_err();
+    assert_eq!(err, IssueError::IssuerKey(Deny::Expired));
+    assert_eq!(err.status(), 401, "checked before the request is validated");
+}
+
+#[test]
 fn a_key_issuers_permissions_bound_its_children() {
     let catalog = fine();
     let parent = manager_key(&catalog, None);
