@@ -271,7 +271,7 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
-    /// A key called `name`, with every other setting at its default.
+    /// A key called `name` (stored trimmed), with every other setting at its default.
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -624,9 +624,10 @@ fn pattern_message(error: &CatalogError) -> String {
     }
 }
 
-/// Checks the length of an optional text field, Rails-style.
+/// Checks a text field that is stored trimmed: not blank, at most `max` characters.
 fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
-    if value.trim().is_empty() {
+    let value = value.trim();
+    if value.is_empty() {
         errors.push(format!("{field} can't be blank"));
     } else if value.chars().count() > max {
         errors.push(format!("{field} is too long (maximum is {max} characters)"));
@@ -844,9 +845,12 @@ pub fn issue<R: CryptoRng + ?Sized>(
     key.expires_at = grant.expires_at;
     key.rate_limit = spec.rate_limit;
     key.role = role;
-    key.tags = spec.tags;
+    key.tags = spec.tags.iter().map(|t| t.trim().to_owned()).collect();
     key.comment = spec.comment;
-    key.created_by = spec.created_by.or_else(|| issuer.user_id.clone());
+    key.created_by = spec
+        .created_by
+        .map(|c| c.trim().to_owned())
+        .or_else(|| issuer.user_id.clone());
     Ok(IssuedKey { key, token })
 }
 
