@@ -173,6 +173,29 @@ impl Issuer {
     ///
     /// The issuer keeps the key's account, scope, permissions, expiry and role (if the key was
     /// issued with one the catalog still defines) as they are now.
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Scope, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::new(["agents:read", "agents:write", "api-keys:write"])?;
+    /// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    ///
+    /// let ci = issue(&catalog, &owner, KeySpec::named("CI").permissions(["agents:read", "api-keys:write"])
+    ///     .ttl_seconds(3_600), now, &mut rng)?.key;
+    /// let as_issuer = Issuer::key(&catalog, &ci, now)?;
+    /// let child = issue(&catalog, &as_issuer, KeySpec::named("job 17"), now, &mut rng)?.key;
+    /// assert_eq!(child.permissions(), ci.permissions());
+    /// assert_eq!(child.expires_at(), ci.expires_at()); // never outlives its issuer
+    ///
+    /// let reader = issue(&catalog, &owner, KeySpec::named("r").permissions(["agents:read"]), now,
+    ///     &mut rng)?.key;
+    /// let err = Issuer::key(&catalog, &reader, now).unwrap_err();
+    /// assert_eq!(serde_json::to_string(&err.body(&catalog))?,
+    ///     r#"{"error":"Permission api-keys:write required"}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn key(catalog: &Catalog, key: &ApiKey, now: Timestamp) -> Result<Self, IssueError> {
         if key.is_revoked() {
             return Err(IssueError::IssuerKey(Deny::Revoked));
