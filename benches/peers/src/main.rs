@@ -1,0 +1,204 @@
+//! keygate, cedar-policy and casbin on one scenario: first a differential check that all three
+//! reach the same allow/deny decision on every request of a fixed, seeded random mix, then the
+//! median time per decision of each on that same mix.
+//!
+//! ```text
+//! cd benches/peers && cargo run --release            # 200,000 requests, then timings
+//! cd benches/peers && cargo run --release -- 500000  # a bigger differential mix
+//! ```
+//!
+//! The semantics are keygate's (DESIGN.md, `authorize`): allowed exactly when the key is not
+//! revoked, not expired (`now < expires_at`), belongs to the resource's account, is account-wide
+//! if the action is account-level, reaches the resource (account-wide, a listing, or its own
+//! project) and holds the permission. Cedar and casbin encode the same rules in their own
+//! idiom (see `cedar.rs` and `casbin_engine.rs`); any disagreement is printed and fails the run.
+
+mod casbin_engine;
+mod cedar;
+mod keygate_engine;
+mod scenario;
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use scenario::{Request, Scenario};
+
+/// How many requests the differential check covers unless the first argument says otherwise.
+const DEFAULT_REQUESTS: usize = 200_000;
+/// The seed of the scenario and of the request mix: the run is the same on every machine.
+const SEED: u64 = 0x6b65_7967_6174_65;
+
+fn main() -> ExitCode {
+    let requests: usize = match std::env::args().nth(1).map(|a| a.replace('_', "").parse()) {
+        None => DEFAULT_REQUESTS,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            eprintln!("usage: keygate-peers [REQUESTS]: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let scenario = Scenario::generate(SEED);
+    let mix = scenario.requests(SEED ^ 0x5eed, requests);
+    println!(
+        "scenario: {} accounts, {} projects, {} keys ({} account-wide, {} revoked, {} with expiry), \
+         {} permissions; {} requests",
+        scenario.accounts,
+        scenario.projects.len(),
+        scenario.keys.len(),
+        scenario.keys.iter().filter(|k| k.project.is_none()).count(),
+        scenario.keys.iter().filter(|k| k.revoked).count(),
+        scenario
+            .keys
+            .iter()
+            .filter(|k| k.expires_at.is_some())
+            .count(),
+        scenario.permissions.len(),
+        mix.len(),
+    );
+
+    let setup = Instant::now();
+    let kg = match keygate_engine::Engine::new(&scenario) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("keygate setup failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let kg_setup = setup.elapsed();
+    let setup = Instant::now();
+    let cedar = match cedar::Engine::new(&scenario) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cedar setup failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cedar_setup = setup.elapsed();
+    let setup = Instant::now();
+    let casbin = match casbin_engine::Engine::new(&scenario) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("casbin setup failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let casbin_setup = setup.elapsed();
+    println!(
+        "setup: keygate {kg_setup:.2?}, cedar-policy {cedar_setup:.2?}, casbin {casbin_setup:.2?}"
+    );
+
+    // The differential check: every request, every engine, same answer.
+    let kg_inputs = kg.prepare(&scenario, &mix);
+    let cedar_inputs = cedar.prepare(&scenario, &mix);
+    let casbin_inputs = casbin.prepare(&scenario, &mix);
+    let mut disagreements = 0usize;
+    let mut allowed = 0usize;
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
+    for (i, request) in mix.iter().enumerate() {
+        let (k, reason) = kg.decide_explained(&kg_inputs[i]);
+        let direct = kg.decide_with_key_in_hand(&kg_inputs[i]);
+        let c = match cedar.decide(&cedar_inputs[i]) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cedar error on request {i}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let b = match casbin.decide(&casbin_inputs[i]) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("casbin error on request {i}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        allowed += usize::from(k);
+        *reasons.entry(reason).or_default() += 1;
+        if k != c || k != b || k != direct {
+            disagreements += 1;
+            if disagreements <= 20 {
+                eprintln!(
+                    "DISAGREEMENT on request {i}: keygate={k} (key in hand: {direct}) \
+                     cedar={c} casbin={b}\n  {}",
+                    describe(&scenario, request)
+                );
+            }
+        }
+    }
+    println!(
+        "differential: {} requests, {} allowed, {} denied, {} disagreements",
+        mix.len(),
+        allowed,
+        mix.len() - allowed,
+        disagreements
+    );
+    println!("  keygate's reasons: {reasons:?}");
+    if disagreements > 0 {
+        eprintln!("FAILED: the engines disagree on {disagreements} requests");
+        return ExitCode::FAILURE;
+    }
+
+    // Timings. Each engine decides the same requests in batches; a batch's time over its size is
+    // one sample, and the median sample is the figure. Slow engines get fewer batches so that the
+    // whole run stays within a couple of minutes.
+    println!("timing (median ns per decision over batches of the same mix)...");
+    let kg_ns = median_ns(&kg_inputs, 1_000, 2_000, |r| kg.decide(r));
+    let kg_direct_ns = median_ns(&kg_inputs, 1_000, 2_000, |r| kg.decide_with_key_in_hand(r));
+    let cedar_ns = median_ns(&cedar_inputs, 200, 101, |r| {
+        cedar.decide(r).unwrap_or(false)
+    });
+    let casbin_ns = median_ns(&casbin_inputs, 200, 51, |r| {
+        casbin.decide(r).unwrap_or(false)
+    });
+
+    println!();
+    println!("| engine | what one decision includes | median ns/decision | ratio to keygate |");
+    println!("|---|---|---:|---:|");
+    println!("| keygate | raw token: SHA-256, key lookup, `authorize` | {kg_ns:.0} | 1.0x |");
+    println!(
+        "| keygate (key in hand) | `authorize` on a looked-up `ApiKey` | {kg_direct_ns:.1} | {:.2}x |",
+        kg_direct_ns / kg_ns
+    );
+    println!(
+        "| cedar-policy {} | context + `Request::new` + `is_authorized` | {cedar_ns:.0} | {:.0}x |",
+        cedar::VERSION,
+        cedar_ns / kg_ns
+    );
+    println!(
+        "| casbin {} | `enforce` (7 request fields) | {casbin_ns:.0} | {:.0}x |",
+        casbin_engine::VERSION,
+        casbin_ns / kg_ns
+    );
+    ExitCode::SUCCESS
+}
+
+/// Times `decide` over `inputs` in batches of `batch` requests, walking the mix round-robin,
+/// `rounds` times, and returns the median ns per decision.
+fn median_ns<T>(inputs: &[T], batch: usize, rounds: usize, decide: impl Fn(&T) -> bool) -> f64 {
+    let mut samples = Vec::with_capacity(rounds);
+    let mut at = 0usize;
+    // One untimed pass of a few batches warms caches and branch predictors.
+    for r in inputs.iter().cycle().take(batch * 3) {
+        black_box(decide(black_box(r)));
+    }
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for _ in 0..batch {
+            let r = &inputs[at];
+            at = (at + 1) % inputs.len();
+            black_box(decide(black_box(r)));
+        }
+        samples.push(start.elapsed().as_nanos() as f64 / batch as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn describe(scenario: &Scenario, request: &Request) -> String {
+    let key = scenario.key(request.key);
+    format!(
+        "request {request:?}\n  key {key:?}\n  permission {}",
+        scenario.permissions[request.permission]
+    )
+}
