@@ -23,7 +23,7 @@ use keygate::{
 /// Seed 004's permission names, verbatim. Accepts a bare JSON array or a catalog spec object
 /// (`{"permissions": [...]}`), so the bench reads whichever form the test data settles on.
 fn seed_004_names() -> Vec<String> {
-    let text = include_str!("data/seed_004_permissions.json");
+    let text = include_str!("../tests/data/seed_004_permissions.json");
     let value: serde_json::Value = serde_json::from_str(text).expect("seed 004 list is JSON");
     let list = value.get("permissions").unwrap_or(&value).clone();
     serde_json::from_value(list).expect("seed 004 list is an array of names")
