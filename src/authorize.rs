@@ -156,12 +156,17 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
     decision_for(reason_code(key, action, resource, now), action.permission)
 }
 
-/// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
-pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
+/// Rule 1's two failures, (revoked, expired), in constant time.
+fn liveness(key: &ApiKey, now: Timestamp) -> (Choice, Choice) {
     let revoked = Choice::from(u8::from(key.revoked_at.is_some()));
     let has_expiry = Choice::from(u8::from(key.expires_at.is_some()));
     let expired = has_expiry & !key.expires_at.unwrap_or(Timestamp::MAX).ct_gt(now);
+    (revoked, expired)
+}
 
+/// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
+pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
+    let (revoked, expired) = liveness(key, now);
     let mut reason = code::ALLOW;
     reason.conditional_assign(&code::EXPIRED, expired);
     reason.conditional_assign(&code::REVOKED, revoked);
@@ -177,8 +182,7 @@ pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now
     // Every `Choice` operation passes through an optimization barrier, so the rules are
     // written as *failure* conditions with as few operations as possible: the cost of
     // `authorize` is mostly those barriers.
-    let liveness = liveness_code(key, now);
-    let dead = !liveness.ct_eq(&code::ALLOW);
+    let (revoked, expired) = liveness(key, now);
     let same_account =
         id_word(key.account.as_bytes()).ct_eq(&id_word(resource.account_id().as_bytes()));
     let account_level_denied = account_level_action & !key_account_wide;
@@ -194,7 +198,8 @@ pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now
     reason.conditional_assign(&code::OUT_OF_SCOPE, !in_scope);
     reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, account_level_denied);
     reason.conditional_assign(&code::OTHER_ACCOUNT, !same_account);
-    reason.conditional_assign(&liveness, dead);
+    reason.conditional_assign(&code::EXPIRED, expired);
+    reason.conditional_assign(&code::REVOKED, revoked);
     reason
 }
 
