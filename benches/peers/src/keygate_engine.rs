@@ -1,26 +1,32 @@
-//! keygate's side: keys in an embedded store keyed by token hash; a decision starts from the raw
-//! token the client presented.
-
-use std::collections::HashMap;
+//! keygate's side: the keys in an embedded [`Keyring`]; a decision starts from the raw token the
+//! client presented (SHA-256, constant-time search, `authorize`).
 
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Permission, ProjectId, Resource, Scope,
-    Timestamp, TokenHash, authorize,
+    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, Permission, ProjectId, Resource,
+    Scope, Timestamp, TokenFormat, authorize,
 };
 
-use crate::scenario::{Request, Scenario, Target};
+use crate::scenario::{KeyRef, Request, Scenario, Target};
+
+/// The scenario's `n`th key's id.
+fn key_id(n: usize) -> KeyId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    KeyId::from_bytes(id)
+}
 
 pub struct Engine {
     catalog: Catalog,
-    by_hash: HashMap<TokenHash, usize>,
-    keys: Vec<ApiKey>,
+    ring: Keyring,
 }
 
 /// One request in the form a server hands keygate: the presented token and typed values.
 pub struct Input {
     token: String,
-    /// The key the token belongs to, resolved ahead: only the "key in hand" variant uses it.
-    key: Option<usize>,
+    /// The key's id, as the peers are handed it (a ghost gets an id no key has).
+    id: KeyId,
+    /// The key itself, resolved ahead, for `authorize` alone (`None` for a ghost).
+    key: Option<ApiKey>,
     action: Action,
     resource: Resource,
     now: Timestamp,
@@ -35,25 +41,23 @@ fn project(i: usize) -> ProjectId {
 }
 
 impl Engine {
-    pub fn new(scenario: &Scenario) -> Result<Self, keygate::CatalogError> {
-        let catalog = Catalog::new(scenario.permissions.iter().map(String::as_str))?;
-        let mut by_hash = HashMap::new();
+    pub fn new(scenario: &Scenario) -> Result<Self, String> {
+        let catalog = Catalog::new(scenario.permissions.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?;
         let mut keys = Vec::new();
         for (n, spec) in scenario.keys.iter().enumerate() {
             let names = spec
                 .permissions
                 .iter()
                 .map(|&p| scenario.permissions[p].as_str());
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&(n as u64).to_be_bytes());
             let mut key = ApiKey::new(
-                KeyId::from_bytes(id),
+                key_id(n),
                 spec.id.clone(),
                 account(spec.account),
                 spec.project
                     .map_or(Scope::Account, |p| Scope::Project(project(p))),
-                catalog.resolve(names)?,
-                TokenHash::of(&spec.token),
+                catalog.resolve(names).map_err(|e| e.to_string())?,
+                keygate::TokenHash::of(&spec.token),
                 Timestamp::from_unix_micros(crate::scenario::NOW - 30 * 86_400_000_000),
             );
             if let Some(at) = spec.expires_at {
@@ -64,14 +68,11 @@ impl Engine {
                     crate::scenario::NOW - 86_400_000_000,
                 ));
             }
-            by_hash.insert(key.token_hash(), keys.len());
             keys.push(key);
         }
-        Ok(Self {
-            catalog,
-            by_hash,
-            keys,
-        })
+        let ring = Keyring::from_keys(TokenFormat::default(), keys)
+            .map_err(|e| format!("keyring: {e}"))?;
+        Ok(Self { catalog, ring })
     }
 
     pub fn prepare(&self, scenario: &Scenario, mix: &[Request]) -> Vec<Input> {
@@ -92,10 +93,14 @@ impl Engine {
                 };
                 Input {
                     token: scenario.token(r.key).to_owned(),
-                    key: self
-                        .by_hash
-                        .get(&TokenHash::of(scenario.token(r.key)))
-                        .copied(),
+                    id: match r.key {
+                        KeyRef::Known(n) => key_id(n),
+                        KeyRef::Ghost(n) => key_id(usize::MAX - n),
+                    },
+                    key: match r.key {
+                        KeyRef::Known(n) => self.ring.get(key_id(n)).cloned(),
+                        KeyRef::Ghost(_) => None,
+                    },
                     action,
                     resource,
                     now: Timestamp::from_unix_micros(r.now),
@@ -105,10 +110,8 @@ impl Engine {
     }
 
     fn decision(&self, input: &Input) -> Decision {
-        match self.by_hash.get(&TokenHash::of(&input.token)) {
-            Some(&i) => authorize(&self.keys[i], input.action, &input.resource, input.now),
-            None => Decision::Deny(keygate::Deny::UnknownKey),
-        }
+        self.ring
+            .authorize(&input.token, input.action, &input.resource, input.now)
     }
 
     /// Raw token to decision.
@@ -127,12 +130,21 @@ impl Engine {
         (decision == Decision::Allow, reason)
     }
 
-    /// `authorize` alone, on a key already looked up: what the peers are handed.
+    /// From the key's id, as the peers start: the keyring's id map, then `authorize`.
+    pub fn decide_by_id(&self, input: &Input) -> bool {
+        match self.ring.get(input.id) {
+            Some(key) => {
+                authorize(key, input.action, &input.resource, input.now) == Decision::Allow
+            }
+            None => false,
+        }
+    }
+
+    /// `authorize` alone, on a key already in hand.
     pub fn decide_with_key_in_hand(&self, input: &Input) -> bool {
-        match input.key {
-            Some(i) => {
-                authorize(&self.keys[i], input.action, &input.resource, input.now)
-                    == Decision::Allow
+        match &input.key {
+            Some(key) => {
+                authorize(key, input.action, &input.resource, input.now) == Decision::Allow
             }
             None => false,
         }
