@@ -108,15 +108,16 @@ fn scope_parts(scope: &Scope) -> (Choice, u128) {
     (account_wide, project)
 }
 
-/// A resource target as (is the account itself, is a listing, project id word).
+/// A resource target as (is not the account itself, is a listing, project id word). Rule 4 only
+/// ever asks whether the target is *not* the account, so that is the fact taken.
 fn target_parts(target: Target) -> (Choice, Choice, u128) {
-    let is_account = Choice::from(u8::from(target == Target::Account));
+    let not_account = Choice::from(u8::from(target != Target::Account));
     let is_listing = Choice::from(u8::from(target == Target::Listing));
     let project = match target {
         Target::Project(p) => id_word(p.as_bytes()),
         Target::Account | Target::Listing => 0,
     };
-    (is_account, is_listing, project)
+    (not_account, is_listing, project)
 }
 
 /// May `key` do `action` on `resource` at `now`?
@@ -160,16 +161,17 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
 fn liveness(key: &ApiKey, now: Timestamp) -> (Choice, Choice) {
     let revoked = Choice::from(u8::from(key.revoked_at.is_some()));
     let has_expiry = Choice::from(u8::from(key.expires_at.is_some()));
-    let expired = has_expiry & !later(key.expires_at.unwrap_or(Timestamp::MAX), now);
+    // Expired when `expires_at <= now`, i.e. not `now < expires_at`.
+    let expired = has_expiry & at_or_before(key.expires_at.unwrap_or(Timestamp::MAX), now);
     (revoked, expired)
 }
 
-/// `a > b`, in constant time, as the borrow of `b - a`: the sign of the difference of the two
-/// widened to `i128` (which cannot overflow). Two arithmetic instructions and one barrier, where
-/// subtle's generic `ct_gt` smears bits through a dozen dependent shifts.
-fn later(a: Timestamp, b: Timestamp) -> Choice {
+/// `a <= b`, in constant time: `b - a` computed in `i128` (which cannot overflow) is negative
+/// exactly when `a > b`, so the answer is its sign bit, flipped. A few arithmetic instructions and
+/// one barrier, where subtle's generic `ct_gt` smears bits through a dozen dependent shifts.
+fn at_or_before(a: Timestamp, b: Timestamp) -> Choice {
     let difference = i128::from(b.unix_micros()) - i128::from(a.unix_micros());
-    Choice::from(((difference >> 127) & 1) as u8)
+    Choice::from((((difference >> 127) & 1) ^ 1) as u8)
 }
 
 /// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
@@ -184,7 +186,7 @@ pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
 /// All five rules, as the code of the first failing one (or `ALLOW`), in constant time.
 pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> u8 {
     let (key_account_wide, key_project) = scope_parts(&key.scope);
-    let (at_account, at_listing, resource_project) = target_parts(resource.target());
+    let (not_at_account, at_listing, resource_project) = target_parts(resource.target());
     let account_level_action = Choice::from(u8::from(action.account_level));
 
     // Every `Choice` operation passes through an optimization barrier, so the rules are
@@ -196,16 +198,18 @@ pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now
     let account_level_denied = account_level_action & !key_account_wide;
     // A listing is reachable by any key of the account; a project only by account-wide keys and
     // keys of that project; the account itself only by account-wide keys.
-    let in_own_project = !at_account & key_project.ct_eq(&resource_project);
+    let in_own_project = not_at_account & key_project.ct_eq(&resource_project);
     let in_scope = key_account_wide | at_listing | in_own_project;
     let has_permission = key.permissions.contains(action.permission);
 
     // Assign from the last rule to the first, so the first failing rule's code is what remains.
+    // `conditional_select(a, b, c)` is `b` when `c` holds, else `a`: selecting on a rule that
+    // *passes* keeps the reason so far, and saves negating the Choice.
     let mut reason = code::ALLOW;
-    reason.conditional_assign(&code::MISSING_PERMISSION, !has_permission);
-    reason.conditional_assign(&code::OUT_OF_SCOPE, !in_scope);
+    reason = u8::conditional_select(&code::MISSING_PERMISSION, &reason, has_permission);
+    reason = u8::conditional_select(&code::OUT_OF_SCOPE, &reason, in_scope);
     reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, account_level_denied);
-    reason.conditional_assign(&code::OTHER_ACCOUNT, !same_account);
+    reason = u8::conditional_select(&code::OTHER_ACCOUNT, &reason, same_account);
     reason.conditional_assign(&code::EXPIRED, expired);
     reason.conditional_assign(&code::REVOKED, revoked);
     reason
