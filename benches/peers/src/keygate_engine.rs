@@ -18,6 +18,8 @@ fn key_id(n: usize) -> KeyId {
 pub struct Engine {
     catalog: Catalog,
     ring: Keyring,
+    /// Copies of the scenario's keys, for timing `authorize` alone on a key in hand.
+    in_hand: Vec<ApiKey>,
 }
 
 /// One request in the form a server hands keygate: the presented token and typed values.
@@ -25,8 +27,8 @@ pub struct Input {
     token: String,
     /// The key's id, as the peers are handed it (a ghost gets an id no key has).
     id: KeyId,
-    /// The key itself, resolved ahead, for `authorize` alone (`None` for a ghost).
-    key: Option<ApiKey>,
+    /// The key itself (an index into `in_hand`), for `authorize` alone (`None` for a ghost).
+    key: Option<usize>,
     action: Action,
     resource: Resource,
     now: Timestamp,
@@ -70,9 +72,14 @@ impl Engine {
             }
             keys.push(key);
         }
+        let in_hand = keys.clone();
         let ring = Keyring::from_keys(TokenFormat::default(), keys)
             .map_err(|e| format!("keyring: {e}"))?;
-        Ok(Self { catalog, ring })
+        Ok(Self {
+            catalog,
+            ring,
+            in_hand,
+        })
     }
 
     pub fn prepare(&self, scenario: &Scenario, mix: &[Request]) -> Vec<Input> {
@@ -98,7 +105,7 @@ impl Engine {
                         KeyRef::Ghost(n) => key_id(usize::MAX - n),
                     },
                     key: match r.key {
-                        KeyRef::Known(n) => self.ring.get(key_id(n)).cloned(),
+                        KeyRef::Known(n) => Some(n),
                         KeyRef::Ghost(_) => None,
                     },
                     action,
@@ -142,7 +149,7 @@ impl Engine {
 
     /// `authorize` alone, on a key already in hand.
     pub fn decide_with_key_in_hand(&self, input: &Input) -> bool {
-        match &input.key {
+        match input.key.and_then(|n| self.in_hand.get(n)) {
             Some(key) => {
                 authorize(key, input.action, &input.resource, input.now) == Decision::Allow
             }

@@ -143,19 +143,35 @@ fn main() -> ExitCode {
     }
 
     // Timings. Each engine decides the same requests in batches; a batch's time over its size is
-    // one sample, and the median sample is the figure. Slow engines get fewer batches so that the
-    // whole run stays within a couple of minutes.
-    println!("timing (median ns per decision over batches of the same mix)...");
-    let kg_ns = median_ns(&kg_inputs, 1_000, 2_000, |r| kg.decide(r));
-    let kg_id_ns = median_ns(&kg_inputs, 1_000, 2_000, |r| kg.decide_by_id(r));
-    let kg_direct_ns = median_ns(&kg_inputs, 1_000, 2_000, |r| kg.decide_with_key_in_hand(r));
-    let cedar_ns = median_ns(&cedar_inputs, 200, 201, |r| {
-        cedar.decide(r).unwrap_or(false)
-    });
-    let cedar_pre_ns = median_ns(&cedar_inputs, 200, 201, |r| cedar.decide_prebuilt(r));
-    let casbin_ns = median_ns(&casbin_inputs, 100, 101, |r| {
-        casbin.decide(r).unwrap_or(false)
-    });
+    // one sample, and the median sample is the figure. The engines' batches are interleaved,
+    // round after round, so that load from anything else on the machine falls on all of them
+    // alike and the ratios stay fair even when the absolute figures drift. Slow engines get
+    // smaller batches so every round takes a few milliseconds.
+    println!("timing (median ns per decision over {ROUNDS} interleaved rounds of batches)...");
+    let mut timers = [
+        Timer::boxed(&kg_inputs, 1_000, |r| kg.decide(r)),
+        Timer::boxed(&kg_inputs, 1_000, |r| kg.decide_by_id(r)),
+        Timer::boxed(&kg_inputs, 1_000, |r| kg.decide_with_key_in_hand(r)),
+        Timer::boxed(&cedar_inputs, 40, |r| cedar.decide(r).unwrap_or(false)),
+        Timer::boxed(&cedar_inputs, 40, |r| cedar.decide_prebuilt(r)),
+        Timer::boxed(&casbin_inputs, 20, |r| casbin.decide(r).unwrap_or(false)),
+    ];
+    for timer in &mut timers {
+        timer.warm_up();
+    }
+    for _ in 0..ROUNDS {
+        for timer in &mut timers {
+            timer.batch();
+        }
+    }
+    let [
+        kg_ns,
+        kg_id_ns,
+        kg_direct_ns,
+        cedar_ns,
+        cedar_pre_ns,
+        casbin_ns,
+    ] = timers.map(|mut t| t.median());
 
     println!();
     println!(
@@ -198,26 +214,67 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Times `decide` over `inputs` in batches of `batch` requests, walking the mix round-robin,
-/// `rounds` times, and returns the median ns per decision.
-fn median_ns<T>(inputs: &[T], batch: usize, rounds: usize, decide: impl Fn(&T) -> bool) -> f64 {
-    let mut samples = Vec::with_capacity(rounds);
-    let mut at = 0usize;
-    // One untimed pass of a few batches warms caches and branch predictors.
-    for r in inputs.iter().cycle().take(batch * 3) {
-        black_box(decide(black_box(r)));
+/// How many rounds of batches the timings take.
+const ROUNDS: usize = 1_500;
+
+/// One engine's timing: walks the mix round-robin, a batch at a time.
+struct Timer<'a, T, F> {
+    inputs: &'a [T],
+    batch: usize,
+    decide: F,
+    at: usize,
+    samples: Vec<f64>,
+}
+
+trait Batch {
+    fn warm_up(&mut self);
+    fn batch(&mut self);
+    fn median(&mut self) -> f64;
+}
+
+impl<'a, T, F: Fn(&T) -> bool> Timer<'a, T, F> {
+    fn boxed(inputs: &'a [T], batch: usize, decide: F) -> Box<dyn Batch + 'a>
+    where
+        T: 'a,
+        F: 'a,
+    {
+        Box::new(Timer {
+            inputs,
+            batch,
+            decide,
+            at: 0,
+            samples: Vec::with_capacity(ROUNDS),
+        })
     }
-    for _ in 0..rounds {
-        let start = Instant::now();
-        for _ in 0..batch {
-            let r = &inputs[at];
-            at = (at + 1) % inputs.len();
-            black_box(decide(black_box(r)));
+
+    fn run(&mut self) {
+        for _ in 0..self.batch {
+            let r = &self.inputs[self.at];
+            self.at = (self.at + 1) % self.inputs.len();
+            black_box((self.decide)(black_box(r)));
         }
-        samples.push(start.elapsed().as_nanos() as f64 / batch as f64);
     }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+}
+
+impl<T, F: Fn(&T) -> bool> Batch for Timer<'_, T, F> {
+    /// A few untimed batches warm caches and branch predictors.
+    fn warm_up(&mut self) {
+        for _ in 0..3 {
+            self.run();
+        }
+    }
+
+    fn batch(&mut self) {
+        let start = Instant::now();
+        self.run();
+        self.samples
+            .push(start.elapsed().as_nanos() as f64 / self.batch as f64);
+    }
+
+    fn median(&mut self) -> f64 {
+        self.samples.sort_by(f64::total_cmp);
+        self.samples[self.samples.len() / 2]
+    }
 }
 
 /// The CPU model and how many CPUs the process may use, for the record next to the figures.
