@@ -28,6 +28,7 @@ use crate::timestamp::Timestamp;
 /// assert_eq!(Action::for_method(&catalog, "PATCH")?, Action::named(&catalog, "write")?);
 /// # Ok::<(), keygate::CatalogError>(())
 /// ```
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Action {
     permission: Permission,

@@ -20,6 +20,7 @@ use crate::token::{Token, TokenFormat, TokenHash};
 
 /// A key's public identifier: 16 random bytes, shown as 32 lowercase hex digits (seed 003's
 /// `api_key_id`). It is not a secret and does not authenticate anything.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; 16]);
 
