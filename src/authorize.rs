@@ -82,7 +82,10 @@ impl Action {
 }
 
 /// Deny reasons as selectable codes, in rule order. `ALLOW` is the starting value.
-mod code {
+///
+/// Shared with [`Keyring`](crate::keyring::Keyring), which selects `UNKNOWN_KEY` over the result
+/// of the same rules when the token matched no key.
+pub(crate) mod code {
     pub const ALLOW: u8 = 0;
     pub const REVOKED: u8 = 1;
     pub const EXPIRED: u8 = 2;
@@ -90,6 +93,7 @@ mod code {
     pub const ACCOUNT_LEVEL_ACTION: u8 = 4;
     pub const OUT_OF_SCOPE: u8 = 5;
     pub const MISSING_PERMISSION: u8 = 6;
+    pub const UNKNOWN_KEY: u8 = 7;
 }
 
 /// A scope as plain data the constant-time path can mix: (is account-wide, project bytes).
@@ -144,13 +148,29 @@ fn target_parts(target: Target) -> (Choice, Choice, [u8; 16]) {
 /// # Ok::<(), keygate::CatalogError>(())
 /// ```
 pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> Decision {
+    decision_for(reason_code(key, action, resource, now), action.permission)
+}
+
+/// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
+pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
+    let not_revoked = !Choice::from(u8::from(key.revoked_at.is_some()));
+    let has_expiry = Choice::from(u8::from(key.expires_at.is_some()));
+    let not_expired = !has_expiry | key.expires_at.unwrap_or(Timestamp::MAX).ct_gt(now);
+
+    let mut reason = code::ALLOW;
+    reason.conditional_assign(&code::EXPIRED, !not_expired);
+    reason.conditional_assign(&code::REVOKED, !not_revoked);
+    reason
+}
+
+/// All five rules, as the code of the first failing one (or `ALLOW`), in constant time.
+pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> u8 {
     let (key_account_wide, key_project) = scope_parts(&key.scope);
     let (at_account, at_listing, resource_project) = target_parts(resource.target());
     let account_level_action = Choice::from(u8::from(action.account_level));
 
-    let not_revoked = !Choice::from(u8::from(key.revoked_at.is_some()));
-    let has_expiry = Choice::from(u8::from(key.expires_at.is_some()));
-    let not_expired = !has_expiry | key.expires_at.unwrap_or(Timestamp::MAX).ct_gt(now);
+    let liveness = liveness_code(key, now);
+    let alive = liveness.ct_eq(&code::ALLOW);
     let same_account = key.account.ct_eq(&resource.account_id());
     let action_level_ok = key_account_wide | !account_level_action;
     let in_own_project = !at_account & !at_listing & key_project.ct_eq(&resource_project);
@@ -163,14 +183,13 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
     reason.conditional_assign(&code::OUT_OF_SCOPE, !in_scope);
     reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, !action_level_ok);
     reason.conditional_assign(&code::OTHER_ACCOUNT, !same_account);
-    reason.conditional_assign(&code::EXPIRED, !not_expired);
-    reason.conditional_assign(&code::REVOKED, !not_revoked);
-    decision_for(reason, action.permission)
+    reason.conditional_assign(&liveness, !alive);
+    reason
 }
 
 /// Turns the selected code into the public enum. This runs after every rule was evaluated; it
 /// branches on the *outcome*, which the caller is about to act on anyway.
-fn decision_for(reason: u8, permission: Permission) -> Decision {
+pub(crate) fn decision_for(reason: u8, permission: Permission) -> Decision {
     match reason {
         code::ALLOW => Decision::Allow,
         code::REVOKED => Decision::Deny(Deny::Revoked),
@@ -179,7 +198,7 @@ fn decision_for(reason: u8, permission: Permission) -> Decision {
         code::ACCOUNT_LEVEL_ACTION => Decision::Deny(Deny::AccountLevelAction),
         code::OUT_OF_SCOPE => Decision::Deny(Deny::OutOfScope),
         code::MISSING_PERMISSION => Decision::Deny(Deny::MissingPermission(permission)),
-        // Unreachable by construction; if it ever were reached, deny.
+        // `UNKNOWN_KEY`, and any other value (none is produced): deny.
         _ => Decision::Deny(Deny::UnknownKey),
     }
 }
