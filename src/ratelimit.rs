@@ -5,6 +5,11 @@
 //! `TAT = max(TAT, now) + interval`. `interval = period / requests`, and `tolerance = interval *
 //! (burst - 1)`, so up to `burst` requests may arrive at once and the long-run rate is `requests`
 //! per `period`. The state is data the caller stores; time comes in as `now`; nothing sleeps.
+//!
+//! The guarantee, checked by a property test: in any window of one period, at most
+//! `requests + burst - 1` requests are admitted (a full burst at the start of the window, then one
+//! per interval), and a refused request's [`RetryAfter::at`] is exactly the first instant at which
+//! the next request is admitted.
 
 use core::time::Duration;
 
@@ -123,10 +128,15 @@ impl RateLimit {
         self.burst
     }
 
-    /// The spacing between requests at the sustained rate, in microseconds (at least 1).
+    /// The spacing between requests at the sustained rate, in microseconds, rounded *up*: a
+    /// truncated interval would let `requests + 1` through in some windows (3 per second would
+    /// space requests 333 333 us apart, and 4 of them fit in one second once the burst is spent).
+    /// Rounding up errs on the side of refusing; it is at least 1 us.
     fn interval_micros(&self) -> i64 {
         let period = i64::from(self.period_seconds) * 1_000_000;
-        (period / i64::from(self.requests)).max(1)
+        let requests = i64::from(self.requests);
+        // No overflow: period <= u32::MAX * 10^6 < 2^63 - requests.
+        ((period + requests - 1) / requests).max(1)
     }
 
     /// Admits the request at `now` (and records it), or says when to retry. Pure: the outcome
@@ -140,7 +150,9 @@ impl RateLimit {
         if earliest > now_micros {
             return Err(RetryAfter {
                 at: Timestamp::from_unix_micros(earliest),
-                wait: Duration::from_micros(u64::try_from(earliest - now_micros).unwrap_or(0)),
+                // abs_diff, not `-`: with `now` near i64::MIN the difference overflows i64, and
+                // overflow checks are on in release builds, so `-` would panic on caller input.
+                wait: Duration::from_micros(earliest.abs_diff(now_micros)),
             });
         }
         state.tat = Some(Timestamp::from_unix_micros(
@@ -204,4 +216,119 @@ pub struct RateLimitBody {
     pub error: std::borrow::Cow<'static, str>,
     /// Whole seconds to wait.
     pub retry_after: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(micros: i64) -> Timestamp {
+        Timestamp::from_unix_micros(micros)
+    }
+
+    #[test]
+    fn a_fresh_state_admits_exactly_one_burst() {
+        let limit = RateLimit::per_period(5, 60).unwrap().with_burst(3).unwrap();
+        let mut state = RateLimitState::default();
+        for _ in 0..3 {
+            assert!(limit.check(&mut state, at(0)).is_ok());
+        }
+        let retry = limit.check(&mut state, at(0)).unwrap_err();
+        // interval = 12 s; after 3 at t=0 the TAT is 36 s and the tolerance 24 s.
+        assert_eq!(retry.at(), Timestamp::from_unix_seconds(12));
+        assert_eq!(retry.wait(), Duration::from_secs(12));
+        assert_eq!(retry.seconds(), 12);
+    }
+
+    #[test]
+    fn retry_at_is_the_first_admitted_instant() {
+        let limit = RateLimit::per_period(1, 60).unwrap();
+        let mut state = RateLimitState::default();
+        limit.check(&mut state, at(0)).unwrap();
+        let retry = limit.check(&mut state, at(1)).unwrap_err();
+        assert_eq!(retry.at(), Timestamp::from_unix_seconds(60));
+        let before = retry.at().unix_micros() - 1;
+        assert!(limit.check(&mut state.clone(), at(before)).is_err());
+        assert!(limit.check(&mut state, retry.at()).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_does_not_change_the_state() {
+        let limit = RateLimit::per_period(1, 1).unwrap();
+        let mut state = RateLimitState::default();
+        limit.check(&mut state, at(0)).unwrap();
+        let saved = state;
+        assert!(limit.check(&mut state, at(10)).is_err());
+        assert_eq!(state, saved);
+    }
+
+    #[test]
+    fn interval_rounds_up_so_no_window_admits_an_extra_request() {
+        // 3 per second: a truncated interval (333 333 us) admits 6 in the one-second window
+        // [0, 1 s) (a burst of 3, then at 333 333, 666 666 and 999 999 us); rounded up, 5.
+        let limit = RateLimit::per_period(3, 1).unwrap();
+        assert_eq!(limit.interval_micros(), 333_334);
+        let mut state = RateLimitState::default();
+        let admitted = (0..1_000_000)
+            .filter(|&t| limit.check(&mut state, at(t)).is_ok())
+            .count();
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let limit = RateLimit::per_period(1, 10).unwrap();
+        let mut state = RateLimitState::default();
+        limit.check(&mut state, at(0)).unwrap();
+        let retry = limit.check(&mut state, at(8_500_000)).unwrap_err();
+        assert_eq!(retry.wait(), Duration::from_micros(1_500_000));
+        assert_eq!(retry.seconds(), 2);
+        let retry = limit.check(&mut state, at(9_999_999)).unwrap_err();
+        assert_eq!(retry.seconds(), 1, "never 0");
+        assert_eq!(
+            serde_json::to_string(&retry.body()).unwrap(),
+            r#"{"error":"Rate limit exceeded","retry_after":1}"#
+        );
+        assert_eq!(retry.status(), 429);
+    }
+
+    #[test]
+    fn extreme_instants_do_not_panic() {
+        let limit = RateLimit::per_period(1, u32::MAX).unwrap();
+        let mut state = RateLimitState::default();
+        limit.check(&mut state, Timestamp::MAX).unwrap();
+        // The TAT saturates at the end of time; no arithmetic overflows on the way.
+        let _ = limit.check(&mut state, Timestamp::MAX);
+        let retry = limit.check(&mut state, at(i64::MIN)).unwrap_err();
+        assert!(retry.wait() > Duration::from_secs(1 << 40));
+        let many = RateLimit::per_period(u32::MAX, 1).unwrap();
+        assert_eq!(many.interval_micros(), 1);
+    }
+
+    #[test]
+    fn config_errors_and_serde() {
+        assert_eq!(
+            RateLimit::per_period(0, 1),
+            Err(RateLimitError::ZeroRequests)
+        );
+        assert_eq!(RateLimit::per_period(1, 0), Err(RateLimitError::ZeroPeriod));
+        assert_eq!(
+            RateLimit::per_period(1, 1).unwrap().with_burst(0),
+            Err(RateLimitError::ZeroBurst)
+        );
+        let limit: RateLimit =
+            serde_json::from_str(r#"{"requests": 100, "period_seconds": 60}"#).unwrap();
+        assert_eq!(limit.burst(), 100);
+        assert_eq!(
+            serde_json::to_string(&limit.with_burst(10).unwrap()).unwrap(),
+            r#"{"requests":100,"period_seconds":60,"burst":10}"#
+        );
+        assert!(
+            serde_json::from_str::<RateLimit>(r#"{"requests": 0, "period_seconds": 60}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<RateLimit>(r#"{"requests": 1, "period_seconds": 1, "x": 1}"#)
+                .is_err()
+        );
+    }
 }
