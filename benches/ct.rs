@@ -413,6 +413,29 @@ fn authorize_scope_kind(runner: &mut CtRunner, rng: &mut BenchRng) {
     );
 }
 
+/// The same allowed request from a key with a (future) expiry (Left) vs one that never expires
+/// (Right): whether a key expires at all is key data too, held in an `Option`.
+fn authorize_expiry_kind(runner: &mut CtRunner, rng: &mut BenchRng) {
+    authorize_classes(
+        runner,
+        rng,
+        no_base,
+        |_, r, _| {
+            let key = &r.key;
+            r.key = ApiKey::new(
+                key.id(),
+                key.name(),
+                key.account(),
+                key.scope(),
+                *key.permissions(),
+                key.token_hash(),
+                key.created_at(),
+            );
+        },
+        |d| d == Decision::Allow,
+    );
+}
+
 /// A fresh key like `r.key` (needed permission held, random others, expiring after now) for
 /// `account` and `scope`.
 fn rekey(
@@ -471,6 +494,7 @@ fn main() {
         ("authorize_out_of_scope", authorize_out_of_scope),
         ("authorize_missing_permission", authorize_missing_permission),
         ("authorize_scope_kind", authorize_scope_kind),
+        ("authorize_expiry_kind", authorize_expiry_kind),
         ("leaky_control", leaky_control),
     ];
     let mut opts = BenchOpts::default();

@@ -10,8 +10,8 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::catalog::{Catalog, CatalogError, Permission};
 use crate::decision::{Decision, Deny};
-use crate::key::ApiKey;
-use crate::scope::{Resource, Scope, Target};
+use crate::key::{ApiKey, Present};
+use crate::scope::{ProjectId, Resource, Target};
 use crate::timestamp::Timestamp;
 
 /// What a request wants to do: the permission it needs, and whether it is account-level.
@@ -96,11 +96,10 @@ pub(crate) mod code {
     pub const UNKNOWN_KEY: u8 = 7;
 }
 
-/// A scope as plain data the constant-time path can mix: (is account-wide, project bytes).
-fn scope_parts(scope: &Scope) -> (Choice, [u8; 16]) {
-    let account_wide = Choice::from(u8::from(matches!(scope, Scope::Account)));
-    let project = scope.project().map_or([0; 16], |p| *p.as_bytes());
-    (account_wide, project)
+/// A key's scope as plain data the constant-time path can mix: (is account-wide, project bytes).
+/// The key stores it as a flag and always-present bytes, so this reads both without a branch.
+fn scope_parts(scope: &Present<ProjectId>) -> (Choice, [u8; 16]) {
+    (!scope.is_present(), *scope.value_or_fill().as_bytes())
 }
 
 /// A resource target as (is the account itself, is a listing, project bytes).
@@ -154,8 +153,9 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
 /// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
 pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
     let not_revoked = !Choice::from(u8::from(key.revoked_at.is_some()));
-    let has_expiry = Choice::from(u8::from(key.expires_at.is_some()));
-    let not_expired = !has_expiry | key.expires_at.unwrap_or(Timestamp::MAX).ct_gt(now);
+    // Both read without a branch on whether the key expires: see `Present`.
+    let has_expiry = key.expires_at.is_present();
+    let not_expired = !has_expiry | key.expires_at.value_or_fill().ct_gt(now);
 
     let mut reason = code::ALLOW;
     reason.conditional_assign(&code::EXPIRED, !not_expired);
