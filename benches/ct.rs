@@ -28,8 +28,8 @@ use dudect_bencher::rand::seq::SliceRandom;
 use dudect_bencher::rand::{Rng, RngExt};
 use dudect_bencher::{BenchRng, Class, CtRunner};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Permission, PermissionSet, ProjectId,
-    Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize,
+    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, Permission, PermissionSet,
+    ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize,
 };
 use subtle::ConstantTimeEq;
 
@@ -448,6 +448,61 @@ fn rekey(
     world.key(rng, account, scope, r.now)
 }
 
+/// `Keyring::authorize` from a presented token: a stored token (hit, allowed) vs a well-formed
+/// token that is not stored (miss, `UnknownKey`), over a keyring of `KEYRING_SIZE` keys.
+fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
+    const KEYRING_SIZE: usize = 1_000;
+    let world = World::new();
+    let account = AccountId::from_u64(7);
+    let project = ProjectId::from_u64(42);
+    let now = Timestamp::from_unix_seconds(1_000_000);
+    let mut tokens = Vec::with_capacity(KEYRING_SIZE);
+    let mut keys = Vec::with_capacity(KEYRING_SIZE);
+    for _ in 0..KEYRING_SIZE {
+        let token = TokenFormat::default().mint(rng);
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        keys.push(ApiKey::new(
+            KeyId::from_bytes(id),
+            "bench key",
+            account,
+            Scope::Project(project),
+            world.permissions(rng, true),
+            token.hash(),
+            Timestamp::EPOCH,
+        ));
+        tokens.push(token.expose_secret().to_owned());
+    }
+    let ring = match Keyring::from_keys(TokenFormat::default(), keys) {
+        Ok(ring) => ring,
+        Err(e) => {
+            eprintln!("keyring: {e}");
+            std::process::exit(2)
+        }
+    };
+    let action = Action::new(world.needed);
+    let resource = Resource::in_project(account, project);
+    measure(
+        runner,
+        rng,
+        |class, rng| {
+            let (token, want) = if is_left(class) {
+                let token = tokens[rng.random_range(0..tokens.len())].clone();
+                (token, Decision::Allow)
+            } else {
+                let token = TokenFormat::default().mint(rng).expose_secret().to_owned();
+                (token, Decision::Deny(keygate::Deny::UnknownKey))
+            };
+            if ring.authorize(&token, action, &resource, now) != want {
+                eprintln!("bench setup: wrong keyring decision");
+                std::process::exit(2)
+            }
+            token
+        },
+        |token| ring.authorize(token, action, &resource, now),
+    );
+}
+
 /// The control: a comparison that returns at the first differing byte, as `==` on secrets
 /// would. Equal tokens vs tokens differing in the first byte. It must be caught (|t| > 4.5),
 /// or the measurement is too blunt to mean anything.
@@ -495,6 +550,7 @@ fn main() {
         ("authorize_missing_permission", authorize_missing_permission),
         ("authorize_scope_kind", authorize_scope_kind),
         ("authorize_expiry_kind", authorize_expiry_kind),
+        ("keyring_hit_miss", keyring_hit_miss),
         ("leaky_control", leaky_control),
     ];
     let mut opts = BenchOpts::default();
