@@ -16,7 +16,8 @@
 //! - **Expiry**: a key issued by a key never outlives it. A child that asks for no expiry gets the
 //!   issuer's; one that asks for a later expiry is refused.
 //!
-//! Two kinds of refusal, checked in this order, and nothing is issued on either:
+//! Two kinds of refusal, checked in this order (after the issuing key, if any, is found to be
+//! unexpired at `now`: 401 otherwise), and nothing is issued on either:
 //! 1. [`IssueError::Invalid`], 422 `{"errors": [...]}`: every malformed part of the request, all
 //!    collected (blank or long name, expiry in the past, both expiry forms, unknown permission or
 //!    role, ...). Escalation is not judged on a request that is not well formed: an unknown
@@ -94,7 +95,8 @@ pub enum IssuerKind {
 }
 
 /// Who asks for a new key, and everything that bounds what they may grant: a snapshot taken when
-/// the issuer is built.
+/// the issuer is built. Build it for each request: a snapshot does not see a later revocation of
+/// its key ([`issue`] does re-check its expiry against `now`).
 ///
 /// The fields are private so that a key issuer can only come from [`Issuer::key`], which checks
 /// that the key is active and holds the key-management permission.
@@ -171,6 +173,29 @@ impl Issuer {
     ///
     /// The issuer keeps the key's account, scope, permissions, expiry and role (if the key was
     /// issued with one the catalog still defines) as they are now.
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Scope, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::new(["agents:read", "agents:write", "api-keys:write"])?;
+    /// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    ///
+    /// let ci = issue(&catalog, &owner, KeySpec::named("CI").permissions(["agents:read", "api-keys:write"])
+    ///     .ttl_seconds(3_600), now, &mut rng)?.key;
+    /// let as_issuer = Issuer::key(&catalog, &ci, now)?;
+    /// let child = issue(&catalog, &as_issuer, KeySpec::named("job 17"), now, &mut rng)?.key;
+    /// assert_eq!(child.permissions(), ci.permissions());
+    /// assert_eq!(child.expires_at(), ci.expires_at()); // never outlives its issuer
+    ///
+    /// let reader = issue(&catalog, &owner, KeySpec::named("r").permissions(["agents:read"]), now,
+    ///     &mut rng)?.key;
+    /// let err = Issuer::key(&catalog, &reader, now).unwrap_err();
+    /// assert_eq!(serde_json::to_string(&err.body(&catalog))?,
+    ///     r#"{"error":"Permission api-keys:write required"}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn key(catalog: &Catalog, key: &ApiKey, now: Timestamp) -> Result<Self, IssueError> {
         if key.is_revoked() {
             return Err(IssueError::IssuerKey(Deny::Revoked));
@@ -269,7 +294,7 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
-    /// A key called `name`, with every other setting at its default.
+    /// A key called `name` (stored trimmed), with every other setting at its default.
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -622,9 +647,10 @@ fn pattern_message(error: &CatalogError) -> String {
     }
 }
 
-/// Checks the length of an optional text field, Rails-style.
+/// Checks a text field that is stored trimmed: not blank, at most `max` characters.
 fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
-    if value.trim().is_empty() {
+    let value = value.trim();
+    if value.is_empty() {
         errors.push(format!("{field} can't be blank"));
     } else if value.chars().count() > max {
         errors.push(format!("{field} is too long (maximum is {max} characters)"));
@@ -820,6 +846,11 @@ pub fn issue<R: CryptoRng + ?Sized>(
     now: Timestamp,
     rng: &mut R,
 ) -> Result<IssuedKey, IssueError> {
+    // An Issuer is a snapshot; a key issuer that has expired since it was built issues nothing
+    // (and its children could not inherit a live expiry from it anyway).
+    if issuer.expires_at.is_some_and(|e| e <= now) {
+        return Err(IssueError::IssuerKey(Deny::Expired));
+    }
     let request = validate(catalog, &spec, now).map_err(IssueError::Invalid)?;
     let grant = bound(catalog, issuer, &spec, &request).map_err(IssueError::Escalation)?;
     let role = request.role.map(|r| r.name().to_owned());
@@ -837,9 +868,12 @@ pub fn issue<R: CryptoRng + ?Sized>(
     key.expires_at = grant.expires_at.into();
     key.rate_limit = spec.rate_limit;
     key.role = role;
-    key.tags = spec.tags;
+    key.tags = spec.tags.iter().map(|t| t.trim().to_owned()).collect();
     key.comment = spec.comment;
-    key.created_by = spec.created_by.or_else(|| issuer.user_id.clone());
+    key.created_by = spec
+        .created_by
+        .map(|c| c.trim().to_owned())
+        .or_else(|| issuer.user_id.clone());
     Ok(IssuedKey { key, token })
 }
 

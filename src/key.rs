@@ -171,7 +171,7 @@ impl<T: Copy + fmt::Debug> fmt::Debug for Present<T> {
 
 /// An API key as [`authorize`](crate::authorize()) sees it.
 ///
-/// Built by [`issue`](crate::issue()) or loaded with [`ApiKey::from_record`]; [`ApiKey::new`]
+/// Built by `issue()` or loaded with [`ApiKey::from_record`]; [`ApiKey::new`]
 /// builds one by hand (tests, migrations). `Debug` shows the token *hash*, never a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {

@@ -3,6 +3,8 @@
 #![deny(missing_docs)]
 
 pub mod authorize;
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod catalog;
 pub mod decision;
 pub mod issue;

@@ -125,10 +125,10 @@ fn every_setting_is_stored() {
         .project(p(42))
         .ttl_seconds(3_600)
         .rate_limit(limit)
-        .tag("prod")
+        .tag(" prod ")
         .tags(["eu", "backend"])
         .comment("deploy bot")
-        .created_by("u_99")
+        .created_by("u_99 ")
         .format(format.clone());
     let issued = issue(&catalog, &owner(&catalog), spec, now(), &mut rng()).unwrap();
     let key = &issued.key;
@@ -193,6 +193,10 @@ fn each_validation_message() {
             "Name is too long (maximum is 100 characters)",
         ),
         (
+            KeySpec::named(format!(" {} ", "x".repeat(101))),
+            "Name is too long (maximum is 100 characters)",
+        ),
+        (
             KeySpec::named("k").expires_at(past),
             "Expiration date must be in the future",
         ),
@@ -250,7 +254,7 @@ fn each_validation_message() {
         assert_eq!(invalid(err), [message], "{spec:?}");
     }
     // Limits are inclusive.
-    let ok = KeySpec::named("é".repeat(100))
+    let ok = KeySpec::named(format!("  {}  ", "é".repeat(100)))
         .comment("c".repeat(500))
         .tags((0..20).map(|i| format!("{i:0>64}")));
     assert!(issue(&catalog, &issuer, ok, now(), &mut rng()).is_ok());
@@ -622,6 +626,17 @@ fn a_key_issuers_child_never_outlives_it() {
     let forever = Issuer::key(&catalog, &manager_key(&catalog, None), now()).unwrap();
     let child = issue(&catalog, &forever, KeySpec::named("c"), now(), &mut rng()).unwrap();
     assert_eq!(child.key.expires_at(), None);
+}
+
+#[test]
+fn an_issuer_snapshot_whose_key_has_since_expired_issues_nothing() {
+    let catalog = fine();
+    let end = now() + Duration::from_secs(60);
+    let issuer = Issuer::key(&catalog, &manager_key(&catalog, Some(end)), now()).unwrap();
+    // Without this check the child would inherit an expiry already past: born dead at best.
+    let err = issue(&catalog, &issuer, KeySpec::named(""), end, &mut rng()).unwrap_err();
+    assert_eq!(err, IssueError::IssuerKey(Deny::Expired));
+    assert_eq!(err.status(), 401, "checked before the request is validated");
 }
 
 #[test]

@@ -189,6 +189,25 @@ fn revocation_is_immediate() {
         Some(KeyringError::Lifecycle(LifecycleError::Revoked))
     );
     assert_eq!(f.ring.get(id).and_then(ApiKey::revoked_at), Some(at(100)));
+    // Nor by replacing the key with an unrevoked copy.
+    let catalog = f.catalog.clone();
+    f.ring
+        .update(id, |k| {
+            ApiKey::new(
+                k.id(),
+                k.name(),
+                k.account(),
+                k.scope(),
+                catalog.all(),
+                k.token_hash(),
+                k.created_at(),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        f.decide(token.expose_secret(), at(102)),
+        Decision::Deny(Deny::Revoked)
+    );
 }
 
 #[test]
@@ -448,4 +467,24 @@ fn debug_of_a_keyring_shows_no_hashes_or_tokens() {
     assert!(!shown.contains(&token.expose_secret()[4..]));
     assert!(!shown.contains(&token.hash().to_string()));
     assert!(shown.contains("keys: 1"), "{shown}");
+}
+
+#[test]
+fn prune_forgets_secrets_whose_grace_has_ended() {
+    let mut f = Fixture::new();
+    let (id, old) = f.add(|k| k);
+    let new = f
+        .ring
+        .rotate(id, at(100), Some(Duration::from_secs(10)), &mut f.rng)
+        .unwrap();
+    assert_eq!(f.ring.prune(at(109)), 0);
+    assert!(f.ring.get(id).unwrap().retired_secret().is_some());
+    assert_eq!(f.decide(old.expose_secret(), at(109)), Decision::Allow);
+    assert_eq!(f.ring.prune(at(110)), 1);
+    assert!(f.ring.get(id).unwrap().retired_secret().is_none());
+    assert_eq!(
+        f.decide(old.expose_secret(), at(105)),
+        Decision::Deny(Deny::UnknownKey)
+    );
+    assert_eq!(f.decide(new.expose_secret(), at(110)), Decision::Allow);
 }

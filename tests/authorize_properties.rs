@@ -1,0 +1,157 @@
+//! Properties of `authorize` over random keys, actions, resources and times:
+//! - it agrees with the plain reference model on every input;
+//! - no key ever reaches another account;
+//! - a project-scoped key never reaches another project, nor an account-level action.
+//!
+//! Small id spaces make equal ids (the interesting case) common. Raise the case count with
+//! `PROPTEST_CASES=100000 cargo test --test authorize_properties`.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a broken test fixture should stop the test loudly"
+)]
+
+mod common;
+
+use std::sync::LazyLock;
+
+use keygate::{
+    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, PermissionSet, ProjectId, Resource,
+    Scope, Timestamp, TokenHash, authorize,
+};
+use proptest::prelude::*;
+
+/// A catalog with all 256 permission slots, so every word of the bitset is exercised.
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::new((0..256).map(|i| format!("p{i}"))).unwrap());
+
+fn permission_index() -> impl Strategy<Value = usize> {
+    // Half the time from a small range, so granted and asked-for permissions often coincide.
+    prop_oneof![0usize..4, 0usize..256]
+}
+
+fn permission_set() -> impl Strategy<Value = PermissionSet> {
+    prop::collection::vec(permission_index(), 0..12).prop_map(|indices| {
+        indices
+            .into_iter()
+            .filter_map(|i| CATALOG.permission(&format!("p{i}")))
+            .collect()
+    })
+}
+
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![
+        Just(Scope::Account),
+        (0u64..3).prop_map(|p| Scope::Project(ProjectId::from_u64(p)))
+    ]
+}
+
+fn time() -> impl Strategy<Value = Timestamp> {
+    // Within a few microseconds of each other, so `now == expires_at` is common.
+    prop_oneof![(-3i64..3), any::<i64>()].prop_map(Timestamp::from_unix_micros)
+}
+
+prop_compose! {
+    fn key()(
+        account in 0u64..3,
+        scope in scope(),
+        permissions in permission_set(),
+        expires_at in proptest::option::of(time()),
+        revoked in any::<bool>(),
+    ) -> ApiKey {
+        let mut key = ApiKey::new(
+            KeyId::from_bytes([1; 16]),
+            "k",
+            AccountId::from_u64(account),
+            scope,
+            permissions,
+            TokenHash::of("t"),
+            Timestamp::EPOCH,
+        );
+        if let Some(e) = expires_at {
+            key = key.with_expiry(e);
+        }
+        if revoked {
+            key.revoke(Timestamp::EPOCH);
+        }
+        key
+    }
+}
+
+prop_compose! {
+    fn action()(index in permission_index(), account_level in any::<bool>()) -> Action {
+        let action = Action::named(&CATALOG, &format!("p{index}")).unwrap();
+        if account_level { action.at_account_level() } else { action }
+    }
+}
+
+fn resource() -> impl Strategy<Value = Resource> {
+    (0u64..3, 0u8..3, 0u64..3).prop_map(|(account, kind, project)| {
+        let account = AccountId::from_u64(account);
+        match kind {
+            0 => Resource::account(account),
+            1 => Resource::listing(account),
+            _ => Resource::in_project(account, ProjectId::from_u64(project)),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(10_000)))]
+
+    #[test]
+    fn agrees_with_the_reference_model(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        prop_assert_eq!(
+            authorize(&key, action, &resource, now),
+            common::reference::authorize(&key, action, &resource, now)
+        );
+    }
+
+    #[test]
+    fn never_reaches_another_account(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        if key.account() != resource.account_id() {
+            prop_assert_ne!(authorize(&key, action, &resource, now), Decision::Allow);
+        }
+    }
+
+    #[test]
+    fn project_scoped_keys_stay_in_their_project(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        if let Scope::Project(own) = key.scope() {
+            let decision = authorize(&key, action, &resource, now);
+            if decision == Decision::Allow {
+                prop_assert!(!action.is_account_level());
+                prop_assert!(resource.is_listing() || resource.project() == Some(own));
+            }
+        }
+    }
+
+    #[test]
+    fn allow_needs_every_condition(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        if authorize(&key, action, &resource, now) == Decision::Allow {
+            prop_assert!(key.is_active(now));
+            prop_assert!(bool::from(key.permissions().contains(action.permission())));
+        }
+    }
+
+    #[test]
+    fn deny_reasons_map_to_their_statuses(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        if let Decision::Deny(deny) = authorize(&key, action, &resource, now) {
+            let expected = match deny {
+                Deny::UnknownKey | Deny::Revoked | Deny::Expired => 401,
+                Deny::OtherAccount | Deny::OutOfScope => 404,
+                Deny::AccountLevelAction | Deny::MissingPermission(_) => 403,
+            };
+            prop_assert_eq!(deny.status(), expected);
+        }
+    }
+}
