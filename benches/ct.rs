@@ -449,16 +449,19 @@ fn rekey(
 }
 
 /// `Keyring::authorize` from a presented token: a stored token (hit, allowed) vs a well-formed
-/// token that is not stored (miss, `UnknownKey`), over a keyring of `KEYRING_SIZE` keys.
+/// token that is not stored (miss, `UnknownKey`), over a keyring of `KEYGATE_CT_KEYRING` keys (default 1,000).
 fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
-    const KEYRING_SIZE: usize = 1_000;
+    let keyring_size: usize = std::env::var("KEYGATE_CT_KEYRING")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000);
     let world = World::new();
     let account = AccountId::from_u64(7);
     let project = ProjectId::from_u64(42);
     let now = Timestamp::from_unix_seconds(1_000_000);
-    let mut tokens = Vec::with_capacity(KEYRING_SIZE);
-    let mut keys = Vec::with_capacity(KEYRING_SIZE);
-    for _ in 0..KEYRING_SIZE {
+    let mut tokens = Vec::with_capacity(keyring_size);
+    let mut keys = Vec::with_capacity(keyring_size);
+    for _ in 0..keyring_size {
         let token = TokenFormat::default().mint(rng);
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
@@ -486,12 +489,15 @@ fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
         runner,
         rng,
         |class, rng| {
-            let (token, want) = if is_left(class) {
-                let token = tokens[rng.random_range(0..tokens.len())].clone();
-                (token, Decision::Allow)
+            // Both classes allocate their string the same way, so that heap placement (and with
+            // it cache-line splits of the token) cannot differ between them.
+            let mut token = TokenFormat::default().mint(rng).expose_secret().to_owned();
+            let want = if is_left(class) {
+                token.clear();
+                token.push_str(&tokens[rng.random_range(0..tokens.len())]);
+                Decision::Allow
             } else {
-                let token = TokenFormat::default().mint(rng).expose_secret().to_owned();
-                (token, Decision::Deny(keygate::Deny::UnknownKey))
+                Decision::Deny(keygate::Deny::UnknownKey)
             };
             if ring.authorize(&token, action, &resource, now) != want {
                 eprintln!("bench setup: wrong keyring decision");
