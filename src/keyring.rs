@@ -135,6 +135,14 @@ impl IndexEntry {
     };
 }
 
+/// Whether a secret that stops working at `valid_until` still works at `now`. A current secret's
+/// `valid_until` is [`Timestamp::MAX`], "until replaced": it works even at `now == MAX`, the one
+/// instant a plain `valid_until > now` would refuse (found by the `differential` fuzz target: at
+/// that instant every token was unknown, and `prune` dropped every current secret).
+fn works_at(valid_until: Timestamp, now: Timestamp) -> subtle::Choice {
+    valid_until.ct_gt(now) | valid_until.unix_micros().ct_eq(&i64::MAX)
+}
+
 fn prefix_of(hash: &TokenHash) -> u64 {
     let [a, b, c, d, e, f, g, h, ..] = *hash.as_bytes();
     u64::from_be_bytes([a, b, c, d, e, f, g, h])
@@ -460,7 +468,8 @@ impl Keyring {
     /// memory and drops them from the keys' records.
     pub fn prune(&mut self, now: Timestamp) -> usize {
         let before = self.index.len();
-        self.index.retain(|e| e.valid_until > now);
+        self.index
+            .retain(|e| bool::from(works_at(e.valid_until, now)));
         let pruned = before - self.index.len();
         if pruned > 0 {
             self.sync_prefixes();
@@ -543,7 +552,7 @@ impl Keyring {
             .get(self.search(prefix_of(&hash)))
             .unwrap_or(&IndexEntry::DUMMY);
         let hash_eq = entry.hash.ct_eq(&hash);
-        let still_valid = entry.valid_until.ct_gt(now);
+        let still_valid = works_at(entry.valid_until, now);
         let found = format_ok & hash_eq & still_valid;
         // The entry's slot even on a miss, so that a miss touches a stored key's memory as a hit
         // does; callers replace the decision by `UnknownKey` when `found` is false.

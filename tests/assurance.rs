@@ -1,0 +1,52 @@
+//! Regression tests for what the assurance work (fuzzing, dudect, mutation testing) found, and
+//! tests that pin down behaviour the mutation run showed was not yet pinned.
+
+use keygate::{
+    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
+    Timestamp, TokenFormat, TokenHash,
+};
+
+const TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0000";
+
+fn key(scope: Scope) -> ApiKey {
+    let catalog = Catalog::read_write_delete();
+    ApiKey::new(
+        KeyId::from_bytes([9; 16]),
+        "k",
+        AccountId::from_u64(1),
+        scope,
+        catalog.all(),
+        TokenHash::of(TOKEN),
+        Timestamp::EPOCH,
+    )
+}
+
+/// Found by the `differential` fuzz target: at `now == Timestamp::MAX` the keyring called every
+/// token unknown (a current secret's `valid_until` is `MAX`, compared exclusively), while
+/// `authorize` on the key itself allowed.
+#[test]
+fn keyring_agrees_with_authorize_at_the_end_of_time() {
+    let catalog = Catalog::read_write_delete();
+    let read = Action::named(&catalog, "read").unwrap();
+    let resource = Resource::in_project(AccountId::from_u64(1), ProjectId::from_u64(3));
+    let mut ring = Keyring::from_keys(TokenFormat::default(), [key(Scope::Account)]).unwrap();
+    for now in [Timestamp::EPOCH, Timestamp::MAX] {
+        assert_eq!(ring.authorize(TOKEN, read, &resource, now), Decision::Allow);
+        assert!(ring.authenticate(TOKEN, now).is_ok());
+    }
+    // Pruning at the end of time keeps current secrets.
+    assert_eq!(ring.prune(Timestamp::MAX), 0);
+    assert_eq!(
+        ring.authorize(TOKEN, read, &resource, Timestamp::MAX),
+        Decision::Allow
+    );
+    assert_eq!(
+        ring.authorize(
+            "idc_DiffDiffDiffDiffDiffDiffDiff0001",
+            read,
+            &resource,
+            Timestamp::MAX
+        ),
+        Decision::Deny(Deny::UnknownKey)
+    );
+}
