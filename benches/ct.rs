@@ -502,7 +502,9 @@ fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
     let mut misses: Vec<Vec<String>> = vec![Vec::new(); stored.len()];
     let mut uncovered = stored.len();
     let mut minted = 0usize;
-    while uncovered > 0 && minted < 200 * stored.len() * stored.len().max(100) {
+    // Entries whose gap is too narrow to be landed on in `20 * len` tries are left out of both
+    // classes.
+    while uncovered > 0 && minted < 20 * stored.len() {
         minted += 1;
         let token = format.mint(rng);
         let at = prefixes
