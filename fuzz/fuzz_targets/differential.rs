@@ -1,5 +1,6 @@
 //! The constant-time `authorize` (and `Keyring::authorize`, which runs it on the key a token finds)
-//! against the plain reference model: the same decision, deny reason included, on every input.
+//! against the plain reference model of `tests/common/reference.rs`: the same decision, deny
+//! reason included, on every input.
 //!
 //! Ids, times and scopes come either from a small pool (so that "same account", "own project"
 //! and "expires exactly now" happen often) or straight from the library types' `Arbitrary`
@@ -13,7 +14,8 @@ use keygate::{
 };
 use libfuzzer_sys::fuzz_target;
 
-#[path = "reference.rs"]
+/// The same model the property tests use (tests/common/reference.rs), so there is one.
+#[path = "../../tests/common/reference.rs"]
 mod reference;
 
 const TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0000";

@@ -171,18 +171,28 @@ fn probe_request(catalog: &Catalog, probe: &Probe) -> (Action, Resource) {
 }
 
 /// `child` stays within `ancestor`: permissions, scope, account, expiry.
-fn within(child: &ApiKey, ancestor_permissions: &keygate::PermissionSet, scope: Scope,
-          expires_at: Option<Timestamp>) {
+fn within(
+    child: &ApiKey,
+    ancestor_permissions: &keygate::PermissionSet,
+    scope: Scope,
+    expires_at: Option<Timestamp>,
+) {
     assert!(
         child.permissions().is_subset(ancestor_permissions),
         "permissions {:?} beyond {:?}",
         child.permissions(),
         ancestor_permissions
     );
-    assert!(child.scope().is_within(&scope), "scope {:?} beyond {scope:?}", child.scope());
+    assert!(
+        child.scope().is_within(&scope),
+        "scope {:?} beyond {scope:?}",
+        child.scope()
+    );
     assert_eq!(child.account(), AccountId::from_u64(ACCOUNT));
     if let Some(limit) = expires_at {
-        let own = child.expires_at().expect("a child of an expiring key expires");
+        let own = child
+            .expires_at()
+            .expect("a child of an expiring key expires");
         assert!(own <= limit, "expiry {own:?} after {limit:?}");
     }
 }
@@ -236,7 +246,12 @@ fuzz_target!(|input: Input| {
                 };
                 let child = issued.key;
                 // Against the issuer as it stood, and every ancestor key as it stands.
-                within(&child, issuer.permissions(), issuer.scope(), issuer.expires_at());
+                within(
+                    &child,
+                    issuer.permissions(),
+                    issuer.scope(),
+                    issuer.expires_at(),
+                );
                 within(&child, root.permissions(), root.scope(), None);
                 for &a in &ancestors {
                     let anc = &nodes[a].key;
@@ -276,7 +291,9 @@ fuzz_target!(|input: Input| {
                 let grace = grace.map(|s| Duration::from_secs(u64::from(s)));
                 match node.key.rotate(&format, now, grace, &mut rng) {
                     Ok(token) => {
-                        assert!(bool::from(node.key.token_hash().verify(token.expose_secret())));
+                        assert!(bool::from(
+                            node.key.token_hash().verify(token.expose_secret())
+                        ));
                         assert_ne!(node.key.token_hash(), before.token_hash());
                     }
                     Err(_) => assert!(before.is_revoked()),

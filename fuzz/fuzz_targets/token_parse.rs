@@ -94,7 +94,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // Redaction never shows more than the prefix and four characters.
     let shown = format!("{:?}", Token::from_presented(text.to_string()));
-    assert!(shown.chars().count() <= "Token(…)".chars().count() + 17 + 4, "{shown}");
+    assert!(
+        shown.chars().count() <= "Token(…)".chars().count() + 17 + 4,
+        "{shown}"
+    );
 
     if let Ok(text) = std::str::from_utf8(data) {
         round_trips::<TokenHash, _>(text, str::to_owned);
@@ -102,7 +105,10 @@ fuzz_target!(|data: &[u8]| {
         // Ids print integers without leading zeros and UUIDs in lowercase.
         if let Ok(id) = text.parse::<AccountId>() {
             assert_eq!(id.to_string().parse::<AccountId>().ok(), Some(id));
-            assert_eq!(text.parse::<ProjectId>().map(|p| *p.as_bytes()).ok(), Some(*id.as_bytes()));
+            assert_eq!(
+                text.parse::<ProjectId>().map(|p| *p.as_bytes()).ok(),
+                Some(*id.as_bytes())
+            );
         } else {
             assert!(text.parse::<ProjectId>().is_err());
         }
