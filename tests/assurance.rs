@@ -50,3 +50,56 @@ fn keyring_agrees_with_authorize_at_the_end_of_time() {
         Decision::Deny(Deny::UnknownKey)
     );
 }
+
+/// Every scope against every kind of resource, spelled out. Mutation testing showed that turning
+/// `account_wide | at_listing | in_own_project` into `account_wide ^ at_listing | ...` survived
+/// the rest of the suite at low proptest case counts: an account-wide key on a listing is the case
+/// that tells them apart.
+#[test]
+fn scope_reach_for_every_resource_kind() {
+    let catalog = Catalog::read_write_delete();
+    let read = Action::named(&catalog, "read").unwrap();
+    let account = AccountId::from_u64(1);
+    let own = ProjectId::from_u64(3);
+    let other = ProjectId::from_u64(4);
+    let now = Timestamp::from_unix_seconds(10);
+    let cases = [
+        (Scope::Account, Resource::account(account), Decision::Allow),
+        (Scope::Account, Resource::listing(account), Decision::Allow),
+        (
+            Scope::Account,
+            Resource::in_project(account, own),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(own),
+            Resource::listing(account),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(own),
+            Resource::in_project(account, own),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(own),
+            Resource::in_project(account, other),
+            Decision::Deny(Deny::OutOfScope),
+        ),
+        (
+            Scope::Project(own),
+            Resource::account(account),
+            Decision::Deny(Deny::OutOfScope),
+        ),
+    ];
+    for (scope, resource, want) in cases {
+        let key = key(scope);
+        assert_eq!(
+            keygate::authorize(&key, read, &resource, now),
+            want,
+            "{scope:?} on {resource:?}"
+        );
+        let ring = Keyring::from_keys(TokenFormat::default(), [key]).unwrap();
+        assert_eq!(ring.authorize(TOKEN, read, &resource, now), want);
+    }
+}
