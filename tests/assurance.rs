@@ -103,3 +103,76 @@ fn scope_reach_for_every_resource_kind() {
         assert_eq!(ring.authorize(TOKEN, read, &resource, now), want);
     }
 }
+
+mod catalog_mutants {
+    //! Behaviour of `catalog.rs` that cargo-mutants showed no other test pinned.
+
+    use keygate::catalog::MAX_NAME_LEN;
+    use keygate::{Catalog, CatalogError, PermissionSet};
+    use subtle::{Choice, ConditionallySelectable};
+
+    #[test]
+    fn permission_set_selects_by_choice() {
+        let catalog = Catalog::read_write_delete();
+        let a = catalog.expand(["read"]).unwrap();
+        let b = catalog.expand(["write", "delete"]).unwrap();
+        assert_eq!(
+            PermissionSet::conditional_select(&a, &b, Choice::from(0)),
+            a
+        );
+        assert_eq!(
+            PermissionSet::conditional_select(&a, &b, Choice::from(1)),
+            b
+        );
+    }
+
+    #[test]
+    fn permission_set_debug_lists_indices() {
+        let catalog = Catalog::read_write_delete();
+        let set = catalog.expand(["read", "delete"]).unwrap();
+        assert_eq!(format!("{set:?}"), "{0, 2}");
+        assert_eq!(format!("{:?}", PermissionSet::EMPTY), "{}");
+    }
+
+    #[test]
+    fn role_names_are_capped_at_the_name_length() {
+        let catalog = || Catalog::new(["read"]).unwrap();
+        let longest = "r".repeat(MAX_NAME_LEN);
+        assert!(catalog().with_role(&longest, ["read"]).is_ok());
+        let too_long = "r".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            catalog().with_role(&too_long, ["read"]).unwrap_err(),
+            CatalogError::InvalidName(too_long)
+        );
+        // A valid-length but malformed name is refused too.
+        assert!(catalog().with_role("has space", ["read"]).is_err());
+    }
+
+    #[test]
+    fn an_empty_catalog_is_empty() {
+        let empty = Catalog::new(Vec::<String>::new()).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+        assert!(!Catalog::read_write_delete().is_empty());
+    }
+
+    #[test]
+    fn roles_come_lowest_rank_first() {
+        let catalog = Catalog::read_write_delete();
+        let names: Vec<&str> = catalog.roles().iter().map(|r| r.name()).collect();
+        assert_eq!(names, ["member", "admin", "owner"]);
+        assert!(Catalog::new(["read"]).unwrap().roles().is_empty());
+    }
+
+    #[test]
+    fn patterns_are_capped_at_the_name_length() {
+        let longest = "a".repeat(MAX_NAME_LEN);
+        let catalog = Catalog::new([longest.clone()]).unwrap();
+        assert_eq!(catalog.expand([longest.as_str()]).unwrap().len(), 1);
+        let too_long = "a".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            catalog.expand([too_long.as_str()]).unwrap_err(),
+            CatalogError::InvalidPattern(too_long)
+        );
+    }
+}
