@@ -163,9 +163,17 @@ impl From<Scope> for Present<ProjectId> {
     }
 }
 
-impl<T: Copy + fmt::Debug> fmt::Debug for Present<T> {
+/// Shown as the `Option` it stands for.
+impl fmt::Debug for Present<Timestamp> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.get(), f)
+    }
+}
+
+/// Shown as the [`Scope`] it stands for.
+impl fmt::Debug for Present<ProjectId> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get().map_or(Scope::Account, Scope::Project), f)
     }
 }
 

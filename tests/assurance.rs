@@ -176,3 +176,42 @@ mod catalog_mutants {
         );
     }
 }
+
+mod key_mutants {
+    //! Behaviour of `key.rs` that cargo-mutants showed no other test pinned.
+
+    use keygate::{AccountId, ApiKey, Catalog, KeyId, ProjectId, Scope, Timestamp, TokenHash};
+
+    #[test]
+    fn key_id_debug_shows_the_hex() {
+        let id = KeyId::from_bytes([0xab; 16]);
+        assert_eq!(format!("{id:?}"), format!("KeyId({})", "ab".repeat(16)));
+    }
+
+    /// `ApiKey`'s `Debug` shows its scope as a `Scope` and its expiry as an option, whatever the
+    /// internal layout (`Present`, kept for constant-time reads).
+    #[test]
+    fn api_key_debug_shows_scope_and_expiry() {
+        let catalog = Catalog::read_write_delete();
+        let key = |scope| {
+            ApiKey::new(
+                KeyId::from_bytes([1; 16]),
+                "k",
+                AccountId::from_u64(1),
+                scope,
+                catalog.all(),
+                TokenHash::of("x"),
+                Timestamp::EPOCH,
+            )
+        };
+        let scoped = format!("{:?}", key(Scope::Project(ProjectId::from_u64(42))));
+        assert!(scoped.contains("scope: Project(ProjectId(42))"), "{scoped}");
+        assert!(scoped.contains("expires_at: None"), "{scoped}");
+        let wide = format!(
+            "{:?}",
+            key(Scope::Account).with_expiry(Timestamp::from_unix_micros(5))
+        );
+        assert!(wide.contains("scope: Account"), "{wide}");
+        assert!(wide.contains("expires_at: Some(Timestamp(5))"), "{wide}");
+    }
+}
