@@ -471,10 +471,16 @@ impl Keyring {
         self.index
             .retain(|e| bool::from(works_at(e.valid_until, now)));
         let pruned = before - self.index.len();
+        // Skipping the rest when nothing was pruned only saves work: no retired secret has ended,
+        // so the loop would change nothing (cargo-mutants' `>` to `>=` here is equivalent).
         if pruned > 0 {
             self.sync_prefixes();
             for key in self.keys.iter_mut().skip(1) {
-                if key.retired.is_some_and(|r| r.valid_until <= now) {
+                // The index's own predicate, so that keys and index agree (also at `MAX`).
+                if key
+                    .retired
+                    .is_some_and(|r| !bool::from(works_at(r.valid_until, now)))
+                {
                     key.retired = None;
                 }
             }

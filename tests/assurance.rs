@@ -215,3 +215,31 @@ mod key_mutants {
         assert!(wide.contains("expires_at: Some(Timestamp(5))"), "{wide}");
     }
 }
+
+mod keyring_mutants {
+    //! Behaviour of `keyring.rs` that cargo-mutants showed no other test pinned.
+
+    use keygate::{
+        AccountId, ApiKey, Catalog, KeyId, Keyring, Scope, Timestamp, TokenFormat, TokenHash,
+    };
+
+    #[test]
+    fn a_keyring_keeps_its_format_and_knows_when_it_is_empty() {
+        let format = TokenFormat::new("sk_live_", 40).unwrap();
+        let mut ring = Keyring::new(format.clone());
+        assert_eq!(ring.format(), &format);
+        assert!(ring.is_empty());
+        let key = ApiKey::new(
+            KeyId::from_bytes([1; 16]),
+            "k",
+            AccountId::from_u64(1),
+            Scope::Account,
+            Catalog::read_write_delete().all(),
+            TokenHash::of("sk_live_x"),
+            Timestamp::EPOCH,
+        );
+        ring.insert(key).unwrap();
+        assert!(!ring.is_empty());
+        assert_eq!(ring.len(), 1);
+    }
+}
