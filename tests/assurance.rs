@@ -243,3 +243,26 @@ mod keyring_mutants {
         assert_eq!(ring.len(), 1);
     }
 }
+
+#[cfg(feature = "axum")]
+mod axum_mutants {
+    //! `keygate::axum::ApiError`'s accessors, which cargo-mutants showed no other test in this
+    //! package read.
+
+    use keygate::axum::ApiError;
+    use keygate::{Catalog, Deny};
+
+    #[test]
+    fn api_error_exposes_status_and_body() {
+        let catalog = Catalog::read_write_delete();
+        let e = ApiError::deny(Deny::OutOfScope, &catalog);
+        assert_eq!(e.status().as_u16(), 404);
+        assert_eq!(e.body(), &serde_json::json!({"error": "Not found"}));
+        let v = ApiError::validation(vec!["Name can't be blank".to_owned()]);
+        assert_eq!(v.status().as_u16(), 422);
+        assert_eq!(
+            v.body(),
+            &serde_json::json!({"errors": ["Name can't be blank"]})
+        );
+    }
+}
