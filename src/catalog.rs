@@ -51,6 +51,7 @@ pub enum CatalogError {
 /// One permission of a catalog: its index, `0..catalog.len()`.
 ///
 /// Only meaningful together with the catalog that produced it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Permission(u8);
 
@@ -73,6 +74,7 @@ impl Permission {
 /// assert_eq!(catalog.names(&rw).collect::<Vec<_>>(), ["read", "write"]);
 /// # Ok::<(), keygate::CatalogError>(())
 /// ```
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PermissionSet([u64; WORDS]);
 

@@ -865,7 +865,7 @@ pub fn issue<R: CryptoRng + ?Sized>(
         token.hash(),
         now,
     );
-    key.expires_at = grant.expires_at;
+    key.expires_at = grant.expires_at.into();
     key.rate_limit = spec.rate_limit;
     key.role = role;
     key.tags = spec.tags.iter().map(|t| t.trim().to_owned()).collect();

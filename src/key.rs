@@ -20,6 +20,7 @@ use crate::token::{Token, TokenFormat, TokenHash};
 
 /// A key's public identifier: 16 random bytes, shown as 32 lowercase hex digits (seed 003's
 /// `api_key_id`). It is not a secret and does not authenticate anything.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; 16]);
 
@@ -109,6 +110,73 @@ pub enum LifecycleError {
     Revoked,
 }
 
+/// An optional value laid out for the constant-time path: a presence flag beside a value that is
+/// always initialised (a fixed fill when absent), so reading both needs no branch.
+///
+/// `Option<T>` leaves the payload of `None` undefined, so every read of it is a `match`, and the
+/// compiler turned the ones in `authorize` into branches on whether a key expires and on whether it
+/// is project-scoped: `benches/ct.rs` measured both (|t| 6.5 and 4.5 at 300,000 samples per
+/// class). The fill is fixed per type, so derived equality agrees with `Option`'s.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Present<T> {
+    present: u8,
+    value: T,
+}
+
+impl<T: Copy> Present<T> {
+    fn with_fill(value: Option<T>, fill: T) -> Self {
+        match value {
+            Some(value) => Self { present: 1, value },
+            None => Self {
+                present: 0,
+                value: fill,
+            },
+        }
+    }
+
+    /// Whether a value is there, as a [`subtle::Choice`].
+    pub(crate) fn is_present(&self) -> subtle::Choice {
+        subtle::Choice::from(self.present)
+    }
+
+    /// The value, or the fill when absent: read it only masked by [`Self::is_present`].
+    pub(crate) fn value_or_fill(&self) -> &T {
+        &self.value
+    }
+
+    /// Back to an `Option` (branches: not for the constant-time path).
+    pub(crate) fn get(&self) -> Option<T> {
+        (self.present == 1).then_some(self.value)
+    }
+}
+
+impl From<Option<Timestamp>> for Present<Timestamp> {
+    fn from(value: Option<Timestamp>) -> Self {
+        Self::with_fill(value, Timestamp::MAX)
+    }
+}
+
+/// A scope is a project or none (account-wide).
+impl From<Scope> for Present<ProjectId> {
+    fn from(scope: Scope) -> Self {
+        Self::with_fill(scope.project(), ProjectId::from_bytes([0; 16]))
+    }
+}
+
+/// Shown as the `Option` it stands for.
+impl fmt::Debug for Present<Timestamp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get(), f)
+    }
+}
+
+/// Shown as the [`Scope`] it stands for.
+impl fmt::Debug for Present<ProjectId> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get().map_or(Scope::Account, Scope::Project), f)
+    }
+}
+
 /// An API key as [`authorize`](crate::authorize()) sees it.
 ///
 /// Built by `issue()` or loaded with [`ApiKey::from_record`]; [`ApiKey::new`]
@@ -118,12 +186,13 @@ pub struct ApiKey {
     pub(crate) id: KeyId,
     pub(crate) name: String,
     pub(crate) account: AccountId,
-    pub(crate) scope: Scope,
+    /// The project of a project-scoped key; absent for an account-wide key.
+    pub(crate) scope: Present<ProjectId>,
     pub(crate) permissions: PermissionSet,
     pub(crate) token_hash: TokenHash,
     pub(crate) retired: Option<RetiredSecret>,
     pub(crate) created_at: Timestamp,
-    pub(crate) expires_at: Option<Timestamp>,
+    pub(crate) expires_at: Present<Timestamp>,
     pub(crate) revoked_at: Option<Timestamp>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) role: Option<String>,
@@ -163,12 +232,12 @@ impl ApiKey {
             id,
             name: name.into(),
             account,
-            scope,
+            scope: scope.into(),
             permissions,
             token_hash,
             retired: None,
             created_at,
-            expires_at: None,
+            expires_at: None.into(),
             revoked_at: None,
             rate_limit: None,
             role: None,
@@ -180,7 +249,7 @@ impl ApiKey {
 
     /// Sets the expiry: the key works while `now < expires_at`.
     pub fn with_expiry(mut self, expires_at: Timestamp) -> Self {
-        self.expires_at = Some(expires_at);
+        self.expires_at = Some(expires_at).into();
         self
     }
 
@@ -204,7 +273,7 @@ impl ApiKey {
     }
     /// Account-wide or project-scoped.
     pub fn scope(&self) -> Scope {
-        self.scope
+        self.scope.get().map_or(Scope::Account, Scope::Project)
     }
     /// The frozen grant.
     pub fn permissions(&self) -> &PermissionSet {
@@ -224,7 +293,7 @@ impl ApiKey {
     }
     /// When the key stops working, if ever.
     pub fn expires_at(&self) -> Option<Timestamp> {
-        self.expires_at
+        self.expires_at.get()
     }
     /// When the key was revoked, if it was.
     pub fn revoked_at(&self) -> Option<Timestamp> {
@@ -259,7 +328,7 @@ impl ApiKey {
     /// Whether the key has expired at `now`: expiry is exclusive, so a key expiring at `t` is
     /// dead at `t`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|e| e <= now)
+        self.expires_at().is_some_and(|e| e <= now)
     }
 
     /// Neither revoked nor expired.
@@ -270,7 +339,7 @@ impl ApiKey {
     /// Whether an active key expires within `window` of `now`: the keys to warn their owners
     /// about.
     pub fn expires_within(&self, now: Timestamp, window: Duration) -> bool {
-        self.is_active(now) && self.expires_at.is_some_and(|e| e <= now + window)
+        self.is_active(now) && self.expires_at().is_some_and(|e| e <= now + window)
     }
 
     /// Revokes the key at once. Revoking again keeps the first time.
@@ -308,7 +377,7 @@ impl ApiKey {
             id: self.id,
             name: self.name.clone(),
             account_id: self.account,
-            project_id: self.scope.project(),
+            project_id: self.scope.get(),
             permissions: catalog
                 .names(&self.permissions)
                 .map(str::to_owned)
@@ -316,7 +385,7 @@ impl ApiKey {
             token_hash: self.token_hash,
             retired_secret: self.retired,
             created_at: self.created_at,
-            expires_at: self.expires_at,
+            expires_at: self.expires_at.get(),
             revoked_at: self.revoked_at,
             rate_limit: self.rate_limit,
             role: self.role.clone(),
@@ -333,12 +402,15 @@ impl ApiKey {
             id: record.id,
             name: record.name,
             account: record.account_id,
-            scope: record.project_id.map_or(Scope::Account, Scope::Project),
+            scope: record
+                .project_id
+                .map_or(Scope::Account, Scope::Project)
+                .into(),
             permissions,
             token_hash: record.token_hash,
             retired: record.retired_secret,
             created_at: record.created_at,
-            expires_at: record.expires_at,
+            expires_at: record.expires_at.into(),
             revoked_at: record.revoked_at,
             rate_limit: record.rate_limit,
             role: record.role,

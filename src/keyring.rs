@@ -19,10 +19,12 @@
 //!   full constant-time comparison of the 32-byte hash runs against the entry found (or against a
 //!   dummy entry when the table is empty), together with the entry's validity time and the token
 //!   format check. `found = format_ok & hash_eq & still_valid`.
-//! * **A miss does a hit's work.** Slot 0 of the key table holds a dummy key (revoked, no
-//!   permissions). The key to judge is picked by constant-time selection between the entry's slot
-//!   and slot 0, [`authorize`](crate::authorize()) runs on it in full, and the answer is replaced
-//!   by [`Deny::UnknownKey`] by selecting on a reason code, not by returning early.
+//! * **A miss does a hit's work.** The key to judge is the one whose entry the search landed on,
+//!   hit or miss (slot 0 holds a dummy key, revoked and without permissions, for an empty table):
+//!   [`authorize`](crate::authorize()) runs on it in full, and on a miss the answer is replaced by
+//!   [`Deny::UnknownKey`] by selecting on a reason code, not by returning early. A miss must not
+//!   read the dummy instead: the dummy stays in cache and a random stored key does not, which
+//!   `benches/ct.rs` measured as a hit/miss difference of |t| = 150 at 200,000 samples per class.
 //! * **Lengths are public.** A token of the wrong length cannot match, and hashing it would cost
 //!   time proportional to whatever length the client sent, so a fixed stand-in of the right
 //!   length is hashed instead. Only the length decides that branch.
@@ -226,6 +228,14 @@ impl PrefixIndex {
         }
         base
     }
+}
+
+/// Whether a secret that stops working at `valid_until` still works at `now`. A current secret's
+/// `valid_until` is [`Timestamp::MAX`], "until replaced": it works even at `now == MAX`, the one
+/// instant a plain `valid_until > now` would refuse (found by the `differential` fuzz target: at
+/// that instant every token was unknown, and `prune` dropped every current secret).
+fn works_at(valid_until: Timestamp, now: Timestamp) -> Choice {
+    valid_until.ct_gt(now) | valid_until.unix_micros().ct_eq(&i64::MAX)
 }
 
 fn prefix_of(hash: &TokenHash) -> u64 {
@@ -551,12 +561,19 @@ impl Keyring {
     /// memory and drops them from the keys' records.
     pub fn prune(&mut self, now: Timestamp) -> usize {
         let before = self.index.len();
-        self.index.retain(|e| e.valid_until > now);
+        self.index
+            .retain(|e| bool::from(works_at(e.valid_until, now)));
         let pruned = before - self.index.len();
+        // Skipping the rest when nothing was pruned only saves work: no retired secret has ended,
+        // so the loop would change nothing (cargo-mutants' `>` to `>=` here is equivalent).
         if pruned > 0 {
             self.sync_prefixes();
             for key in self.keys.iter_mut().skip(1) {
-                if key.retired.is_some_and(|r| r.valid_until <= now) {
+                // The index's own predicate, so that keys and index agree (also at `MAX`).
+                if key
+                    .retired
+                    .is_some_and(|r| !bool::from(works_at(r.valid_until, now)))
+                {
                     key.retired = None;
                 }
             }
@@ -598,8 +615,9 @@ impl Keyring {
     /// May the holder of `token` do `action` on `resource` at `now`?
     ///
     /// The token is looked up as in [`authenticate`](Self::authenticate), then every rule of
-    /// [`authorize`](crate::authorize()) is evaluated on the key found, or on the dummy key when
-    /// none was; an unmatched token gives [`Deny::UnknownKey`]. Constant time and
+    /// [`authorize`](crate::authorize()) is evaluated on the key the search landed on (another key's
+    /// on a miss, so that a miss costs what a hit does); an unmatched token gives
+    /// [`Deny::UnknownKey`]. Constant time and
     /// allocation-free.
     pub fn authorize(
         &self,
@@ -617,7 +635,8 @@ impl Keyring {
         decision_for(reason, action.permission())
     }
 
-    /// The slot of the key `token` belongs to (the dummy slot if none), and whether it matched.
+    /// The slot of the entry the search for `token` landed on (the key it belongs to when it
+    /// matched; a neighbour, or the dummy in an empty table, when not), and whether it matched.
     fn lookup(&self, token: &str, now: Timestamp) -> (u32, Choice) {
         // Branching on the length is fine: it is public, and a wrong length never matches.
         let hashed = if token.len() == self.format.token_len() {
@@ -632,12 +651,11 @@ impl Keyring {
             .get(self.search(prefix_of(&hash)))
             .unwrap_or(&IndexEntry::DUMMY);
         let hash_eq = entry.hash.ct_eq(&hash);
-        let still_valid = entry.valid_until.ct_gt(now);
+        let still_valid = works_at(entry.valid_until, now);
         let found = format_ok & hash_eq & still_valid;
-        (
-            u32::conditional_select(&DUMMY_SLOT, &entry.slot, found),
-            found,
-        )
+        // The entry's slot even on a miss, so that a miss touches a stored key's memory as a hit
+        // does; callers replace the decision by `UnknownKey` when `found` is false.
+        (entry.slot, found)
     }
 
     /// The position of the largest prefix `<= target` (0 if there is none, so also for an empty

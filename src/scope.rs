@@ -29,6 +29,7 @@ impl IdError {
 }
 
 /// The 16 raw bytes behind [`AccountId`] and [`ProjectId`].
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct RawId([u8; 16]);
 
@@ -149,6 +150,7 @@ impl<'de> Deserialize<'de> for RawId {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(RawId);
@@ -246,6 +248,7 @@ id_type!(
 /// assert!(Scope::Project(p).reaches(p));
 /// assert!(!Scope::Project(p).reaches(ProjectId::from_u64(2)));
 /// ```
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -292,6 +295,7 @@ impl Scope {
 /// assert_eq!(recording.project(), Some(ProjectId::from_u64(42)));
 /// assert_eq!(Resource::account(acct).project(), None);
 /// ```
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Resource {
     account: AccountId,
@@ -300,6 +304,7 @@ pub struct Resource {
 
 /// The three kinds of resource. Kept private so the encoding used by the constant-time path
 /// cannot be built inconsistently.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Target {
     Account,

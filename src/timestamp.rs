@@ -32,6 +32,7 @@ pub struct TimestampError {
 /// assert_eq!((t + Duration::from_secs(60)).to_string(), "2026-04-15T10:01:00Z");
 /// # Ok::<(), keygate::TimestampError>(())
 /// ```
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp(i64);
 

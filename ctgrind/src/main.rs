@@ -1,0 +1,222 @@
+//! The ctgrind check (Adam Langley's technique): run keygate's constant-time paths under valgrind
+//! memcheck with the secret bytes marked *undefined*. Memcheck then reports every conditional
+//! jump, and every memory address, that depends on them ("Conditional jump or move depends on
+//! uninitialised value(s)", "Use of uninitialised value of size 8"). A constant-time function
+//! produces no such report; its *result* is undefined too, and is declassified (marked defined)
+//! before anything looks at it, since the caller is about to act on it anyway.
+//!
+//! ```text
+//! cargo build --release --manifest-path ctgrind/Cargo.toml
+//! valgrind --error-exitcode=1 --track-origins=yes ctgrind/target/release/keygate-ctgrind
+//! valgrind --error-exitcode=1 ctgrind/target/release/keygate-ctgrind control   # must fail
+//! valgrind ctgrind/target/release/keygate-ctgrind keyring                      # see below
+//! ```
+//!
+//! The default run covers the format check, token verification and `authorize` (every rule, both
+//! scope kinds, with and without expiry), and must report nothing. `control` is an early-exit
+//! comparison, which must be reported. `keyring` runs `Keyring::authorize` on a secret token: its
+//! decision is branch-free, but its search reads index and key memory at addresses derived from
+//! the token's SHA-256 (and the slice bounds checks on those positions, always in range, are
+//! jumps on them), which memcheck reports as "Use of uninitialised value of size 8". That is the
+//! keyring's documented exception: the hash of a guess says nothing about any stored token.
+//!
+//! Outside valgrind the client requests do nothing and the program only checks its own answers.
+
+use core::ffi::c_void;
+
+use crabgrind::memcheck::{MemState, mark_memory};
+use keygate::{
+    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, ProjectId, Resource, Scope,
+    Timestamp, TokenFormat, TokenHash, authorize,
+};
+
+/// Marks `len` bytes at `ptr` as secret (undefined) or public (defined).
+fn mark<T: ?Sized>(value: &T, state: MemState) {
+    // Outside valgrind this is a no-op that reports `NoValgrind`; nothing to do about it.
+    let _ = mark_memory(
+        (value as *const T).cast::<c_void>(),
+        core::mem::size_of_val(value),
+        state,
+    );
+}
+
+/// Marks a string's bytes secret.
+fn secret_str(s: &str) {
+    mark(s.as_bytes(), MemState::Undefined);
+}
+
+/// Declassifies a result: the caller acts on it, so it may be looked at.
+fn public<T: Copy>(value: T) -> T {
+    mark(&value, MemState::Defined);
+    value
+}
+
+const TOKEN: &str = "idc_0123456789abcdefABCDEF0123456789";
+
+fn format_check() {
+    let format = TokenFormat::default();
+    for input in [TOKEN, "idc_0123456789abcdefABCDEF012345678_"] {
+        let text = input.to_owned();
+        secret_str(&text);
+        let ok = public(format.matches(&text).unwrap_u8());
+        assert_eq!(ok == 1, input == TOKEN);
+    }
+    println!("format check: done");
+}
+
+fn token_verify() {
+    let hash = TokenHash::of(TOKEN);
+    for input in [
+        TOKEN,
+        "Xdc_0123456789abcdefABCDEF0123456789",
+        "idc_0123456789abcdefABCDEF012345678X",
+    ] {
+        let text = input.to_owned();
+        secret_str(&text);
+        // The stored hash is secret too.
+        let stored = hash;
+        mark(&stored, MemState::Undefined);
+        let ok = public(stored.verify(&text).unwrap_u8());
+        assert_eq!(ok == 1, input == TOKEN);
+    }
+    println!("token verification: done");
+}
+
+fn authorize_all_rules() {
+    let catalog = Catalog::read_write_delete();
+    let account = AccountId::from_u64(1);
+    let project = ProjectId::from_u64(42);
+    let now = Timestamp::from_unix_seconds(1_000);
+    let read = Action::named(&catalog, "read").expect("read");
+    let keys = [
+        // allowed, project-scoped, expiring
+        ApiKey::new(
+            KeyId::from_bytes([1; 16]),
+            "a",
+            account,
+            Scope::Project(project),
+            catalog.all(),
+            TokenHash::of("a"),
+            Timestamp::EPOCH,
+        )
+        .with_expiry(Timestamp::from_unix_seconds(2_000)),
+        // allowed, account-wide, never expiring
+        ApiKey::new(
+            KeyId::from_bytes([2; 16]),
+            "b",
+            account,
+            Scope::Account,
+            catalog.all(),
+            TokenHash::of("b"),
+            Timestamp::EPOCH,
+        ),
+        // expired
+        ApiKey::new(
+            KeyId::from_bytes([3; 16]),
+            "c",
+            account,
+            Scope::Account,
+            catalog.all(),
+            TokenHash::of("c"),
+            Timestamp::EPOCH,
+        )
+        .with_expiry(Timestamp::from_unix_seconds(500)),
+        // other project
+        ApiKey::new(
+            KeyId::from_bytes([4; 16]),
+            "d",
+            account,
+            Scope::Project(ProjectId::from_u64(43)),
+            catalog.all(),
+            TokenHash::of("d"),
+            Timestamp::EPOCH,
+        ),
+        // missing permission
+        ApiKey::new(
+            KeyId::from_bytes([5; 16]),
+            "e",
+            account,
+            Scope::Account,
+            catalog.expand(["write"]).expect("write"),
+            TokenHash::of("e"),
+            Timestamp::EPOCH,
+        ),
+    ];
+    let resource = Resource::in_project(account, project);
+    for key in &keys {
+        // The whole key is secret while authorize runs; restored before it is dropped (its
+        // String and Vec pointers must be defined for `free`).
+        mark(key, MemState::Undefined);
+        let decision: Decision = public(authorize(key, read, &resource, now));
+        mark(key, MemState::Defined);
+        let _ = decision.is_allowed();
+    }
+    println!("authorize: done");
+}
+
+fn keyring_lookup() {
+    let catalog = Catalog::read_write_delete();
+    let account = AccountId::from_u64(1);
+    let key = |i: u8, token: &str| {
+        ApiKey::new(
+            KeyId::from_bytes([i; 16]),
+            "a",
+            account,
+            Scope::Account,
+            catalog.all(),
+            TokenHash::of(token),
+            Timestamp::EPOCH,
+        )
+    };
+    // Sixteen keys, so that the search takes four steps.
+    let others: Vec<String> = (0..15).map(|i| format!("idc_{i:0>32}")).collect();
+    let keys =
+        core::iter::once(key(1, TOKEN)).chain(others.iter().zip(2u8..).map(|(t, i)| key(i, t)));
+    let ring = Keyring::from_keys(TokenFormat::default(), keys).expect("sixteen keys");
+    let read = Action::named(&catalog, "read").expect("read");
+    let resource = Resource::in_project(account, ProjectId::from_u64(1));
+    for input in [TOKEN, "idc_0123456789abcdefABCDEF0123456780"] {
+        let text = input.to_owned();
+        secret_str(&text);
+        let decision = public(ring.authorize(&text, read, &resource, Timestamp::EPOCH));
+        assert_eq!(decision.is_allowed(), input == TOKEN);
+    }
+    println!("keyring: done");
+}
+
+/// The control: an early-exit comparison must be caught, or the check proves nothing (run with
+/// `control`; valgrind must report errors and exit 1).
+fn control() {
+    let text = TOKEN.to_owned();
+    secret_str(&text);
+    let equal = public(
+        text.as_bytes()
+            .iter()
+            .zip(TOKEN.as_bytes())
+            .all(|(a, b)| a == b),
+    );
+    println!("control: equal = {equal}");
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).collect();
+    let default = ["format", "verify", "authorize"];
+    let run = |name: &str| {
+        which.iter().any(|w| w == name) || (which.is_empty() && default.contains(&name))
+    };
+    if run("format") {
+        format_check();
+    }
+    if run("verify") {
+        token_verify();
+    }
+    if run("authorize") {
+        authorize_all_rules();
+    }
+    if run("keyring") {
+        keyring_lookup();
+    }
+    if run("control") {
+        control();
+    }
+}

@@ -1,0 +1,149 @@
+//! The constant-time `authorize` (and `Keyring::authorize`, which runs it on the key a token finds)
+//! against the plain reference model of `tests/common/reference.rs`: the same decision, deny
+//! reason included, on every input.
+//!
+//! Ids, times and scopes come either from a small pool (so that "same account", "own project"
+//! and "expires exactly now" happen often) or straight from the library types' `Arbitrary`
+//! implementations (feature `arbitrary`), chosen by the input.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use keygate::{
+    AccountId, Action, ApiKey, Decision, Deny, KeyId, Keyring, PermissionSet, ProjectId, Resource,
+    Scope, Timestamp, TokenFormat, TokenHash, authorize,
+};
+use libfuzzer_sys::fuzz_target;
+
+/// The same model the property tests use (tests/common/reference.rs), so there is one.
+#[path = "../../tests/common/reference.rs"]
+mod reference;
+
+const TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0000";
+const OTHER_TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0001";
+
+/// A resource from the small pool.
+#[derive(Arbitrary, Debug)]
+enum SmallTarget {
+    Account,
+    Listing,
+    Project(u8),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Ids {
+    Small {
+        key_account: u8,
+        key_project: Option<u8>,
+        resource_account: u8,
+        target: SmallTarget,
+        /// Times are `base + offset` microseconds, so they often coincide.
+        base: i32,
+        expires: Option<i8>,
+        revoked: Option<i8>,
+        now: i8,
+    },
+    Wide {
+        key_account: AccountId,
+        scope: Scope,
+        resource: Resource,
+        expires_at: Option<Timestamp>,
+        revoked_at: Option<Timestamp>,
+        now: Timestamp,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    ids: Ids,
+    permissions: PermissionSet,
+    action: Action,
+    /// Present the key's own token to the keyring, or another.
+    right_token: bool,
+}
+
+fn small_id(n: u8) -> u64 {
+    u64::from(n % 4)
+}
+
+fn build(input: &Input) -> (ApiKey, Resource, Timestamp) {
+    let (account, scope, resource, expires_at, revoked_at, now) = match input.ids {
+        Ids::Small {
+            key_account,
+            key_project,
+            resource_account,
+            ref target,
+            base,
+            expires,
+            revoked,
+            now,
+        } => {
+            let at = |offset: i8| Timestamp::from_unix_micros(i64::from(base) + i64::from(offset));
+            let resource_account = AccountId::from_u64(small_id(resource_account));
+            let resource = match *target {
+                SmallTarget::Account => Resource::account(resource_account),
+                SmallTarget::Listing => Resource::listing(resource_account),
+                SmallTarget::Project(p) => {
+                    Resource::in_project(resource_account, ProjectId::from_u64(small_id(p)))
+                }
+            };
+            (
+                AccountId::from_u64(small_id(key_account)),
+                key_project.map_or(Scope::Account, |p| {
+                    Scope::Project(ProjectId::from_u64(small_id(p)))
+                }),
+                resource,
+                expires.map(at),
+                revoked.map(at),
+                at(now),
+            )
+        }
+        Ids::Wide {
+            key_account,
+            scope,
+            resource,
+            expires_at,
+            revoked_at,
+            now,
+        } => (key_account, scope, resource, expires_at, revoked_at, now),
+    };
+    let mut key = ApiKey::new(
+        KeyId::from_bytes([9; 16]),
+        "differential",
+        account,
+        scope,
+        input.permissions,
+        TokenHash::of(TOKEN),
+        Timestamp::EPOCH,
+    );
+    if let Some(at) = expires_at {
+        key = key.with_expiry(at);
+    }
+    if let Some(at) = revoked_at {
+        key.revoke(at);
+    }
+    (key, resource, now)
+}
+
+fuzz_target!(|input: Input| {
+    let (key, resource, now) = build(&input);
+    let expected = reference::authorize(&key, input.action, &resource, now);
+    assert_eq!(
+        authorize(&key, input.action, &resource, now),
+        expected,
+        "{key:?} {:?} {resource:?} at {now:?}",
+        input.action
+    );
+
+    let ring = Keyring::from_keys(TokenFormat::default(), [key.clone()]).expect("one key");
+    let (token, want) = if input.right_token {
+        (TOKEN, expected)
+    } else {
+        (OTHER_TOKEN, Decision::Deny(Deny::UnknownKey))
+    };
+    assert_eq!(
+        ring.authorize(token, input.action, &resource, now),
+        want,
+        "keyring, {key:?} {:?} {resource:?} at {now:?}",
+        input.action
+    );
+});

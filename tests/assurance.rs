@@ -1,0 +1,268 @@
+//! Regression tests for what the assurance work (fuzzing, dudect, mutation testing) found, and
+//! tests that pin down behaviour the mutation run showed was not yet pinned.
+
+use keygate::{
+    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
+    Timestamp, TokenFormat, TokenHash,
+};
+
+const TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0000";
+
+fn key(scope: Scope) -> ApiKey {
+    let catalog = Catalog::read_write_delete();
+    ApiKey::new(
+        KeyId::from_bytes([9; 16]),
+        "k",
+        AccountId::from_u64(1),
+        scope,
+        catalog.all(),
+        TokenHash::of(TOKEN),
+        Timestamp::EPOCH,
+    )
+}
+
+/// Found by the `differential` fuzz target: at `now == Timestamp::MAX` the keyring called every
+/// token unknown (a current secret's `valid_until` is `MAX`, compared exclusively), while
+/// `authorize` on the key itself allowed.
+#[test]
+fn keyring_agrees_with_authorize_at_the_end_of_time() {
+    let catalog = Catalog::read_write_delete();
+    let read = Action::named(&catalog, "read").unwrap();
+    let resource = Resource::in_project(AccountId::from_u64(1), ProjectId::from_u64(3));
+    let mut ring = Keyring::from_keys(TokenFormat::default(), [key(Scope::Account)]).unwrap();
+    for now in [Timestamp::EPOCH, Timestamp::MAX] {
+        assert_eq!(ring.authorize(TOKEN, read, &resource, now), Decision::Allow);
+        assert!(ring.authenticate(TOKEN, now).is_ok());
+    }
+    // Pruning at the end of time keeps current secrets.
+    assert_eq!(ring.prune(Timestamp::MAX), 0);
+    assert_eq!(
+        ring.authorize(TOKEN, read, &resource, Timestamp::MAX),
+        Decision::Allow
+    );
+    assert_eq!(
+        ring.authorize(
+            "idc_DiffDiffDiffDiffDiffDiffDiff0001",
+            read,
+            &resource,
+            Timestamp::MAX
+        ),
+        Decision::Deny(Deny::UnknownKey)
+    );
+}
+
+/// Every scope against every kind of resource, spelled out. Mutation testing showed that turning
+/// `account_wide | at_listing | in_own_project` into `account_wide ^ at_listing | ...` survived
+/// the rest of the suite at low proptest case counts: an account-wide key on a listing is the case
+/// that tells them apart.
+#[test]
+fn scope_reach_for_every_resource_kind() {
+    let catalog = Catalog::read_write_delete();
+    let read = Action::named(&catalog, "read").unwrap();
+    let account = AccountId::from_u64(1);
+    let own = ProjectId::from_u64(3);
+    let other = ProjectId::from_u64(4);
+    let now = Timestamp::from_unix_seconds(10);
+    let cases = [
+        (Scope::Account, Resource::account(account), Decision::Allow),
+        (Scope::Account, Resource::listing(account), Decision::Allow),
+        (
+            Scope::Account,
+            Resource::in_project(account, own),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(own),
+            Resource::listing(account),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(own),
+            Resource::in_project(account, own),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(own),
+            Resource::in_project(account, other),
+            Decision::Deny(Deny::OutOfScope),
+        ),
+        (
+            Scope::Project(own),
+            Resource::account(account),
+            Decision::Deny(Deny::OutOfScope),
+        ),
+    ];
+    for (scope, resource, want) in cases {
+        let key = key(scope);
+        assert_eq!(
+            keygate::authorize(&key, read, &resource, now),
+            want,
+            "{scope:?} on {resource:?}"
+        );
+        let ring = Keyring::from_keys(TokenFormat::default(), [key]).unwrap();
+        assert_eq!(ring.authorize(TOKEN, read, &resource, now), want);
+    }
+}
+
+mod catalog_mutants {
+    //! Behaviour of `catalog.rs` that cargo-mutants showed no other test pinned.
+
+    use keygate::catalog::MAX_NAME_LEN;
+    use keygate::{Catalog, CatalogError, PermissionSet};
+    use subtle::{Choice, ConditionallySelectable};
+
+    #[test]
+    fn permission_set_selects_by_choice() {
+        let catalog = Catalog::read_write_delete();
+        let a = catalog.expand(["read"]).unwrap();
+        let b = catalog.expand(["write", "delete"]).unwrap();
+        assert_eq!(
+            PermissionSet::conditional_select(&a, &b, Choice::from(0)),
+            a
+        );
+        assert_eq!(
+            PermissionSet::conditional_select(&a, &b, Choice::from(1)),
+            b
+        );
+    }
+
+    #[test]
+    fn permission_set_debug_lists_indices() {
+        let catalog = Catalog::read_write_delete();
+        let set = catalog.expand(["read", "delete"]).unwrap();
+        assert_eq!(format!("{set:?}"), "{0, 2}");
+        assert_eq!(format!("{:?}", PermissionSet::EMPTY), "{}");
+    }
+
+    #[test]
+    fn role_names_are_capped_at_the_name_length() {
+        let catalog = || Catalog::new(["read"]).unwrap();
+        let longest = "r".repeat(MAX_NAME_LEN);
+        assert!(catalog().with_role(&longest, ["read"]).is_ok());
+        let too_long = "r".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            catalog().with_role(&too_long, ["read"]).unwrap_err(),
+            CatalogError::InvalidName(too_long)
+        );
+        // A valid-length but malformed name is refused too.
+        assert!(catalog().with_role("has space", ["read"]).is_err());
+    }
+
+    #[test]
+    fn an_empty_catalog_is_empty() {
+        let empty = Catalog::new(Vec::<String>::new()).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+        assert!(!Catalog::read_write_delete().is_empty());
+    }
+
+    #[test]
+    fn roles_come_lowest_rank_first() {
+        let catalog = Catalog::read_write_delete();
+        let names: Vec<&str> = catalog.roles().iter().map(|r| r.name()).collect();
+        assert_eq!(names, ["member", "admin", "owner"]);
+        assert!(Catalog::new(["read"]).unwrap().roles().is_empty());
+    }
+
+    #[test]
+    fn patterns_are_capped_at_the_name_length() {
+        let longest = "a".repeat(MAX_NAME_LEN);
+        let catalog = Catalog::new([longest.clone()]).unwrap();
+        assert_eq!(catalog.expand([longest.as_str()]).unwrap().len(), 1);
+        let too_long = "a".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            catalog.expand([too_long.as_str()]).unwrap_err(),
+            CatalogError::InvalidPattern(too_long)
+        );
+    }
+}
+
+mod key_mutants {
+    //! Behaviour of `key.rs` that cargo-mutants showed no other test pinned.
+
+    use keygate::{AccountId, ApiKey, Catalog, KeyId, ProjectId, Scope, Timestamp, TokenHash};
+
+    #[test]
+    fn key_id_debug_shows_the_hex() {
+        let id = KeyId::from_bytes([0xab; 16]);
+        assert_eq!(format!("{id:?}"), format!("KeyId({})", "ab".repeat(16)));
+    }
+
+    /// `ApiKey`'s `Debug` shows its scope as a `Scope` and its expiry as an option, whatever the
+    /// internal layout (`Present`, kept for constant-time reads).
+    #[test]
+    fn api_key_debug_shows_scope_and_expiry() {
+        let catalog = Catalog::read_write_delete();
+        let key = |scope| {
+            ApiKey::new(
+                KeyId::from_bytes([1; 16]),
+                "k",
+                AccountId::from_u64(1),
+                scope,
+                catalog.all(),
+                TokenHash::of("x"),
+                Timestamp::EPOCH,
+            )
+        };
+        let scoped = format!("{:?}", key(Scope::Project(ProjectId::from_u64(42))));
+        assert!(scoped.contains("scope: Project(ProjectId(42))"), "{scoped}");
+        assert!(scoped.contains("expires_at: None"), "{scoped}");
+        let wide = format!(
+            "{:?}",
+            key(Scope::Account).with_expiry(Timestamp::from_unix_micros(5))
+        );
+        assert!(wide.contains("scope: Account"), "{wide}");
+        assert!(wide.contains("expires_at: Some(Timestamp(5))"), "{wide}");
+    }
+}
+
+mod keyring_mutants {
+    //! Behaviour of `keyring.rs` that cargo-mutants showed no other test pinned.
+
+    use keygate::{
+        AccountId, ApiKey, Catalog, KeyId, Keyring, Scope, Timestamp, TokenFormat, TokenHash,
+    };
+
+    #[test]
+    fn a_keyring_keeps_its_format_and_knows_when_it_is_empty() {
+        let format = TokenFormat::new("sk_live_", 40).unwrap();
+        let mut ring = Keyring::new(format.clone());
+        assert_eq!(ring.format(), &format);
+        assert!(ring.is_empty());
+        let key = ApiKey::new(
+            KeyId::from_bytes([1; 16]),
+            "k",
+            AccountId::from_u64(1),
+            Scope::Account,
+            Catalog::read_write_delete().all(),
+            TokenHash::of("sk_live_x"),
+            Timestamp::EPOCH,
+        );
+        ring.insert(key).unwrap();
+        assert!(!ring.is_empty());
+        assert_eq!(ring.len(), 1);
+    }
+}
+
+#[cfg(feature = "axum")]
+mod axum_mutants {
+    //! `keygate::axum::ApiError`'s accessors, which cargo-mutants showed no other test in this
+    //! package read.
+
+    use keygate::axum::ApiError;
+    use keygate::{Catalog, Deny};
+
+    #[test]
+    fn api_error_exposes_status_and_body() {
+        let catalog = Catalog::read_write_delete();
+        let e = ApiError::deny(Deny::OutOfScope, &catalog);
+        assert_eq!(e.status().as_u16(), 404);
+        assert_eq!(e.body(), &serde_json::json!({"error": "Not found"}));
+        let v = ApiError::validation(vec!["Name can't be blank".to_owned()]);
+        assert_eq!(v.status().as_u16(), 422);
+        assert_eq!(
+            v.body(),
+            &serde_json::json!({"errors": ["Name can't be blank"]})
+        );
+    }
+}
