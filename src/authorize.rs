@@ -106,7 +106,10 @@ fn id_word(bytes: &[u8; 16]) -> u128 {
 /// word). The key stores it as a flag and always-present bytes, so this reads both without a
 /// branch.
 fn scope_parts(scope: &Present<ProjectId>) -> (Choice, u128) {
-    (!scope.is_present(), id_word(scope.value_or_fill().as_bytes()))
+    (
+        !scope.is_present(),
+        id_word(scope.value_or_fill().as_bytes()),
+    )
 }
 
 /// A resource target as (is not the account itself, is a listing, project id word). Rule 4 only
