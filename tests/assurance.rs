@@ -219,6 +219,44 @@ mod key_mutants {
 mod keyring_mutants {
     //! Behaviour of `keyring.rs` that cargo-mutants showed no other test pinned.
 
+    /// A duplicate token is found wherever its hash sorts in a large index, not only at the ends
+    /// (turning the `partition_point` comparison around survived the other tests).
+    #[test]
+    fn duplicate_tokens_are_refused_anywhere_in_the_index() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let format = TokenFormat::default();
+        let catalog = Catalog::read_write_delete();
+        let key = |i: u8, hash: TokenHash| {
+            ApiKey::new(
+                KeyId::from_bytes([i; 16]),
+                "k",
+                AccountId::from_u64(1),
+                Scope::Account,
+                catalog.all(),
+                hash,
+                Timestamp::EPOCH,
+            )
+        };
+        let hashes: Vec<TokenHash> = (0..64).map(|_| format.mint(&mut rng).hash()).collect();
+        let ring = Keyring::from_keys(
+            format.clone(),
+            hashes.iter().zip(1u8..).map(|(h, i)| key(i, *h)),
+        )
+        .unwrap();
+        let mut sorted = hashes.clone();
+        sorted.sort();
+        for hash in [sorted[0], sorted[31], sorted[32], sorted[63]] {
+            let mut ring = ring.clone();
+            assert_eq!(
+                ring.insert(key(200, hash)),
+                Err(keygate::KeyringError::DuplicateToken(KeyId::from_bytes(
+                    [200; 16]
+                )))
+            );
+        }
+    }
+
     use keygate::{
         AccountId, ApiKey, Catalog, KeyId, Keyring, Scope, Timestamp, TokenFormat, TokenHash,
     };
@@ -263,6 +301,28 @@ mod axum_mutants {
         assert_eq!(
             v.body(),
             &serde_json::json!({"errors": ["Name can't be blank"]})
+        );
+    }
+
+    #[test]
+    fn api_error_responses_carry_status_and_retry_after() {
+        use axum::response::IntoResponse;
+        use keygate::{RateLimit, RateLimitState, Timestamp};
+
+        let response = ApiError::not_found().into_response();
+        assert_eq!(response.status().as_u16(), 404);
+        assert!(response.headers().get("retry-after").is_none());
+
+        let limit = RateLimit::per_period(1, 60).unwrap();
+        let mut state = RateLimitState::default();
+        let now = Timestamp::from_unix_seconds(1_000);
+        assert!(limit.check(&mut state, now).is_ok());
+        let retry = limit.check(&mut state, now).unwrap_err();
+        let response = ApiError::from(retry).into_response();
+        assert_eq!(response.status().as_u16(), 429);
+        assert_eq!(
+            response.headers().get("retry-after").unwrap(),
+            &retry.seconds().to_string()
         );
     }
 }
