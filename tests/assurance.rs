@@ -1,5 +1,18 @@
 //! Regression tests for what the assurance work (fuzzing, dudect, mutation testing) found, and
 //! tests that pin down behaviour the mutation run showed was not yet pinned.
+//!
+//! `cargo mutants` survivors that are *equivalent* (no test can tell them apart, because the
+//! program's behaviour does not change):
+//!
+//! - `src/keyring.rs`, `Keyring::index_secrets`: `partition_point(|e| e.prefix < p)` with `<`
+//!   replaced by `<=`. Prefixes in the index are unique (`check_secrets` refuses a collision
+//!   before anything is indexed), so no entry has `e.prefix == p` and both find the same place.
+//! - `src/keyring.rs`, `Keyring::prune`: `if pruned > 0` replaced by `>= 0`. With nothing pruned,
+//!   no retired secret has ended, so the skipped work (re-deriving the prefix array, clearing
+//!   ended retired secrets) would change nothing.
+//!
+//! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
+//! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
@@ -264,6 +277,8 @@ mod keyring_mutants {
     #[test]
     fn a_keyring_keeps_its_format_and_knows_when_it_is_empty() {
         let format = TokenFormat::new("sk_live_", 40).unwrap();
+        assert_eq!(format.body_len(), 40);
+        assert_eq!(format.token_len(), 48);
         let mut ring = Keyring::new(format.clone());
         assert_eq!(ring.format(), &format);
         assert!(ring.is_empty());
