@@ -341,3 +341,25 @@ mod axum_mutants {
         );
     }
 }
+
+mod issue_mutants {
+    //! Accessors of `issue.rs` that only doc examples read (the mutation run skipped doctests).
+
+    use keygate::{AccountId, Catalog, Issuer, KeySpec, Scope, ValidationErrors};
+
+    #[test]
+    fn issuer_keeps_its_user_id_and_spec_its_name() {
+        let catalog = Catalog::read_write_delete();
+        let issuer = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+        assert_eq!(issuer.user_id(), None);
+        assert_eq!(issuer.with_user_id("u_7").user_id(), Some("u_7"));
+        assert_eq!(KeySpec::named("CI").name(), "CI");
+    }
+
+    #[test]
+    fn validation_errors_from_messages() {
+        let errors = ValidationErrors::from(vec!["Name can't be blank".to_owned()]);
+        assert_eq!(errors.errors, ["Name can't be blank"]);
+        assert!(!errors.is_empty());
+    }
+}
