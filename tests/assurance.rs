@@ -363,3 +363,16 @@ mod issue_mutants {
         assert!(!errors.is_empty());
     }
 }
+
+/// A token shows exactly its prefix (up to the last `_`) and four characters
+/// (`prefix + 4` turned into `prefix * 4` survived the other redaction tests).
+#[test]
+fn token_redaction_is_exact() {
+    let token = keygate::Token::from_presented("idc_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".to_owned());
+    assert_eq!(token.to_string(), "idc_ABCD…");
+    assert_eq!(format!("{token:?}"), "Token(idc_ABCD…)");
+    let live = keygate::Token::from_presented("sk_live_ABCDEFGHIJKLMNOPQRSTUVWXYZ".to_owned());
+    assert_eq!(live.to_string(), "sk_live_ABCD…");
+    let bare = keygate::Token::from_presented("ABCDEFGH".to_owned());
+    assert_eq!(bare.to_string(), "ABCD…");
+}
