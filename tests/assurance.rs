@@ -11,6 +11,12 @@
 //!   no retired secret has ended, so the skipped work (re-deriving the prefix array, clearing
 //!   ended retired secrets) would change nothing.
 //!
+//! - `src/token.rs`, `TokenFormat::matches`: `in_range(digits) | in_range(upper) |
+//!   in_range(lower)` with either `|` replaced by `^`. The three ranges are disjoint, so at most
+//!   one term is 1 and `|` equals `^`.
+//! - `src/token.rs`, `in_range`: `(below | above) ^ 1` with `|` replaced by `^`. `lo <= hi` in
+//!   every call, so a byte cannot be both below `lo` and above `hi`; the two terms are never both 1.
+//!
 //! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
 //! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
@@ -277,6 +283,7 @@ mod keyring_mutants {
     #[test]
     fn a_keyring_keeps_its_format_and_knows_when_it_is_empty() {
         let format = TokenFormat::new("sk_live_", 40).unwrap();
+        assert_eq!(format.prefix(), "sk_live_");
         assert_eq!(format.body_len(), 40);
         assert_eq!(format.token_len(), 48);
         let mut ring = Keyring::new(format.clone());
@@ -375,4 +382,22 @@ fn token_redaction_is_exact() {
     assert_eq!(live.to_string(), "sk_live_ABCD…");
     let bare = keygate::Token::from_presented("ABCDEFGH".to_owned());
     assert_eq!(bare.to_string(), "ABCD…");
+}
+
+/// Every invalid character counts, however many there are: an accumulator that *toggled* on each
+/// bad byte (`bad ^ x` for `bad | x`, a surviving mutant) would accept two of them.
+#[test]
+fn format_check_rejects_any_number_of_bad_characters() {
+    let format = TokenFormat::default();
+    let good = "idc_0123456789abcdefABCDEF0123456789";
+    assert!(bool::from(format.matches(good)));
+    for bad in [
+        "idc_0123456789abcdefABCDEF01234567!!",
+        "idc_!123456789abcdefABCDEF012345678!",
+        "idc_!!!3456789abcdefABCDEF0123456789",
+        "idc_!!!!456789abcdefABCDEF0123456789",
+    ] {
+        assert_eq!(bad.len(), good.len(), "{bad}");
+        assert!(!bool::from(format.matches(bad)), "{bad}");
+    }
 }
