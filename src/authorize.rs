@@ -96,21 +96,32 @@ pub(crate) mod code {
     pub const UNKNOWN_KEY: u8 = 7;
 }
 
-/// A key's scope as plain data the constant-time path can mix: (is account-wide, project bytes).
-/// The key stores it as a flag and always-present bytes, so this reads both without a branch.
-fn scope_parts(scope: &Present<ProjectId>) -> (Choice, [u8; 16]) {
-    (!scope.is_present(), *scope.value_or_fill().as_bytes())
+/// A 16-byte id as one integer, so that comparing two ids is a single constant-time `u128`
+/// comparison (one optimization barrier) instead of sixteen byte comparisons (sixteen barriers).
+fn id_word(bytes: &[u8; 16]) -> u128 {
+    u128::from_ne_bytes(*bytes)
 }
 
-/// A resource target as (is the account itself, is a listing, project bytes).
-fn target_parts(target: Target) -> (Choice, Choice, [u8; 16]) {
-    let is_account = Choice::from(u8::from(target == Target::Account));
+/// A key's scope as plain data the constant-time path can mix: (is account-wide, project id
+/// word). The key stores it as a flag and always-present bytes, so this reads both without a
+/// branch.
+fn scope_parts(scope: &Present<ProjectId>) -> (Choice, u128) {
+    (
+        !scope.is_present(),
+        id_word(scope.value_or_fill().as_bytes()),
+    )
+}
+
+/// A resource target as (is not the account itself, is a listing, project id word). Rule 4 only
+/// ever asks whether the target is *not* the account, so that is the fact taken.
+fn target_parts(target: Target) -> (Choice, Choice, u128) {
+    let not_account = Choice::from(u8::from(target != Target::Account));
     let is_listing = Choice::from(u8::from(target == Target::Listing));
     let project = match target {
-        Target::Project(p) => *p.as_bytes(),
-        Target::Account | Target::Listing => [0; 16],
+        Target::Project(p) => id_word(p.as_bytes()),
+        Target::Account | Target::Listing => 0,
     };
-    (is_account, is_listing, project)
+    (not_account, is_listing, project)
 }
 
 /// May `key` do `action` on `resource` at `now`?
@@ -150,40 +161,62 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
     decision_for(reason_code(key, action, resource, now), action.permission)
 }
 
-/// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
-pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
-    let not_revoked = !Choice::from(u8::from(key.revoked_at.is_some()));
+/// Rule 1's two failures, (revoked, expired), in constant time.
+fn liveness(key: &ApiKey, now: Timestamp) -> (Choice, Choice) {
+    let revoked = Choice::from(u8::from(key.revoked_at.is_some()));
     // Both read without a branch on whether the key expires: see `Present`.
     let has_expiry = key.expires_at.is_present();
-    let not_expired = !has_expiry | key.expires_at.value_or_fill().ct_gt(now);
+    // Expired when `expires_at <= now`, i.e. not `now < expires_at`.
+    let expired = has_expiry & at_or_before(*key.expires_at.value_or_fill(), now);
+    (revoked, expired)
+}
 
+/// `a <= b`, in constant time: `b - a` computed in `i128` (which cannot overflow) is negative
+/// exactly when `a > b`, so the answer is its sign bit, flipped. A few arithmetic instructions and
+/// one barrier, where subtle's generic `ct_gt` smears bits through a dozen dependent shifts.
+fn at_or_before(a: Timestamp, b: Timestamp) -> Choice {
+    let difference = i128::from(b.unix_micros()) - i128::from(a.unix_micros());
+    Choice::from((((difference >> 127) & 1) ^ 1) as u8)
+}
+
+/// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.
+pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
+    let (revoked, expired) = liveness(key, now);
     let mut reason = code::ALLOW;
-    reason.conditional_assign(&code::EXPIRED, !not_expired);
-    reason.conditional_assign(&code::REVOKED, !not_revoked);
+    reason.conditional_assign(&code::EXPIRED, expired);
+    reason.conditional_assign(&code::REVOKED, revoked);
     reason
 }
 
 /// All five rules, as the code of the first failing one (or `ALLOW`), in constant time.
 pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> u8 {
     let (key_account_wide, key_project) = scope_parts(&key.scope);
-    let (at_account, at_listing, resource_project) = target_parts(resource.target());
+    let (not_at_account, at_listing, resource_project) = target_parts(resource.target());
     let account_level_action = Choice::from(u8::from(action.account_level));
 
-    let liveness = liveness_code(key, now);
-    let alive = liveness.ct_eq(&code::ALLOW);
-    let same_account = key.account.ct_eq(&resource.account_id());
-    let action_level_ok = key_account_wide | !account_level_action;
-    let in_own_project = !at_account & !at_listing & key_project.ct_eq(&resource_project);
+    // Every `Choice` operation passes through an optimization barrier, so the rules are
+    // written as *failure* conditions with as few operations as possible: the cost of
+    // `authorize` is mostly those barriers.
+    let (revoked, expired) = liveness(key, now);
+    let same_account =
+        id_word(key.account.as_bytes()).ct_eq(&id_word(resource.account_id().as_bytes()));
+    let account_level_denied = account_level_action & !key_account_wide;
+    // A listing is reachable by any key of the account; a project only by account-wide keys and
+    // keys of that project; the account itself only by account-wide keys.
+    let in_own_project = not_at_account & key_project.ct_eq(&resource_project);
     let in_scope = key_account_wide | at_listing | in_own_project;
     let has_permission = key.permissions.contains(action.permission);
 
     // Assign from the last rule to the first, so the first failing rule's code is what remains.
+    // `conditional_select(a, b, c)` is `b` when `c` holds, else `a`: selecting on a rule that
+    // *passes* keeps the reason so far, and saves negating the Choice.
     let mut reason = code::ALLOW;
-    reason.conditional_assign(&code::MISSING_PERMISSION, !has_permission);
-    reason.conditional_assign(&code::OUT_OF_SCOPE, !in_scope);
-    reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, !action_level_ok);
-    reason.conditional_assign(&code::OTHER_ACCOUNT, !same_account);
-    reason.conditional_assign(&liveness, !alive);
+    reason = u8::conditional_select(&code::MISSING_PERMISSION, &reason, has_permission);
+    reason = u8::conditional_select(&code::OUT_OF_SCOPE, &reason, in_scope);
+    reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, account_level_denied);
+    reason = u8::conditional_select(&code::OTHER_ACCOUNT, &reason, same_account);
+    reason.conditional_assign(&code::EXPIRED, expired);
+    reason.conditional_assign(&code::REVOKED, revoked);
     reason
 }
 

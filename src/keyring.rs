@@ -50,7 +50,7 @@ use std::collections::hash_map::Entry;
 
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
-use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::authorize::{Action, code, decision_for, liveness_code, reason_code};
 use crate::catalog::PermissionSet;
@@ -135,11 +135,106 @@ impl IndexEntry {
     };
 }
 
+/// The sorted hash prefixes of every indexed secret, with a directory that narrows a search to
+/// the few prefixes sharing the target's top bits.
+///
+/// A plain binary search over a million prefixes makes about twenty dependent loads from an
+/// 8 MB array, each a likely cache miss. Prefixes are uniformly distributed (they are SHA-256
+/// output), so with about one directory bucket per prefix, `directory[b]..directory[b + 1]` holds
+/// only a handful of them: the search reads the directory once, then finishes inside that short
+/// run. Its step count is `steps`, fixed by the table (the longest run), never by the target, so a
+/// hit and a miss take the same steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PrefixIndex {
+    sorted: Vec<u64>,
+    /// `directory[b]` is the position of the first prefix whose top `bits` bits are `>= b`; it has
+    /// `2^bits + 1` entries, the last one `sorted.len()`.
+    directory: Vec<u32>,
+    /// How many top bits pick a bucket: about `log2(len)`, at most [`PrefixIndex::MAX_BITS`].
+    bits: u32,
+    /// Binary-search steps that always suffice inside one bucket and its left neighbour.
+    steps: u32,
+}
+
+impl PrefixIndex {
+    /// Caps the directory at 2^22 + 1 entries (16 MB), enough for four million secrets at about
+    /// one per bucket.
+    const MAX_BITS: u32 = 22;
+
+    /// Replaces the contents with `prefixes`, which must come sorted. Reuses the allocations.
+    fn rebuild(&mut self, prefixes: impl Iterator<Item = u64>) {
+        self.sorted.clear();
+        self.sorted.extend(prefixes);
+        let len = self.sorted.len();
+        self.bits = usize::BITS - len.saturating_sub(1).leading_zeros();
+        self.bits = self.bits.min(Self::MAX_BITS);
+        let buckets = 1usize << self.bits;
+        self.directory.clear();
+        self.directory.reserve(buckets + 1);
+        let mut position = 0usize;
+        for bucket in 0..buckets {
+            while self
+                .sorted
+                .get(position)
+                .is_some_and(|&p| self.bucket_of(p) < bucket)
+            {
+                position += 1;
+            }
+            self.directory
+                .push(u32::try_from(position).unwrap_or(u32::MAX));
+        }
+        self.directory.push(u32::try_from(len).unwrap_or(u32::MAX));
+        // The search covers a bucket plus the entry before it (the answer when no prefix of the
+        // bucket is <= the target): ceil(log2(longest such span)) halvings bring it down to one.
+        let longest = self
+            .directory
+            .windows(2)
+            .filter_map(|w| match w {
+                [start, end] => Some(end - start.saturating_sub(1)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        self.steps = u32::BITS - (longest - 1).leading_zeros();
+    }
+
+    fn bucket_of(&self, prefix: u64) -> usize {
+        // `checked_shr` covers `bits == 0`, where every prefix falls in bucket 0.
+        usize::try_from(prefix.checked_shr(u64::BITS - self.bits).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// The position of the largest prefix `<= target` (0 if there is none), in one directory read
+    /// and `steps` branch-free halvings.
+    fn search(&self, target: u64) -> usize {
+        let bucket = self.bucket_of(target);
+        let start = self.directory.get(bucket).copied().unwrap_or(0) as usize;
+        let end = self.directory.get(bucket + 1).copied().unwrap_or(0) as usize;
+        // Every prefix before `start` is below the target's bucket, so the answer lies in
+        // `start - 1 ..= end - 1`.
+        let mut base = start.saturating_sub(1);
+        let mut size = end.saturating_sub(base).max(1);
+        for _ in 0..self.steps {
+            let half = size / 2;
+            let mid = base + half;
+            let mid_prefix = self.sorted.get(mid).copied().unwrap_or(u64::MAX);
+            // `mid_prefix <= target` as the borrow of a 128-bit subtraction: one instruction
+            // pattern with no data-dependent branch, and cheaper than a chain of `Choice`s.
+            let above = ((u128::from(target).wrapping_sub(u128::from(mid_prefix))) >> 127) as u8;
+            let mut next = base as u64;
+            next.conditional_assign(&(mid as u64), !Choice::from(above));
+            base = usize::try_from(next).unwrap_or(base);
+            size -= half;
+        }
+        base
+    }
+}
+
 /// Whether a secret that stops working at `valid_until` still works at `now`. A current secret's
 /// `valid_until` is [`Timestamp::MAX`], "until replaced": it works even at `now == MAX`, the one
 /// instant a plain `valid_until > now` would refuse (found by the `differential` fuzz target: at
 /// that instant every token was unknown, and `prune` dropped every current secret).
-fn works_at(valid_until: Timestamp, now: Timestamp) -> subtle::Choice {
+fn works_at(valid_until: Timestamp, now: Timestamp) -> Choice {
     valid_until.ct_gt(now) | valid_until.unix_micros().ct_eq(&i64::MAX)
 }
 
@@ -213,10 +308,8 @@ pub struct Keyring {
     /// Sorted by `prefix`, prefixes unique; exactly the entries of [`entries_for`] of every real
     /// key.
     index: Vec<IndexEntry>,
-    /// `index[i].prefix`, for every `i`: the search reads only these, so the memory it walks is
-    /// 8 bytes per secret instead of 56 (a million keys: 8 MB rather than 56 MB), and more of the
-    /// upper levels of the search stay in cache.
-    prefixes: Vec<u64>,
+    /// `index[i].prefix`, for every `i`, with a directory into them: all the search reads.
+    prefixes: PrefixIndex,
     slots: HashMap<KeyId, u32>,
 }
 
@@ -248,7 +341,7 @@ impl Keyring {
             keys: vec![dummy_key()],
             states: vec![KeyState::default()],
             index: Vec::new(),
-            prefixes: Vec::new(),
+            prefixes: PrefixIndex::default(),
             slots: HashMap::new(),
         }
     }
@@ -544,7 +637,7 @@ impl Keyring {
 
     /// The slot of the entry the search for `token` landed on (the key it belongs to when it
     /// matched; a neighbour, or the dummy in an empty table, when not), and whether it matched.
-    fn lookup(&self, token: &str, now: Timestamp) -> (u32, subtle::Choice) {
+    fn lookup(&self, token: &str, now: Timestamp) -> (u32, Choice) {
         // Branching on the length is fine: it is public, and a wrong length never matches.
         let hashed = if token.len() == self.format.token_len() {
             token
@@ -566,22 +659,9 @@ impl Keyring {
     }
 
     /// The position of the largest prefix `<= target` (0 if there is none, so also for an empty
-    /// index), found in `ceil(log2(len))` steps whatever `target` is.
+    /// index), in a number of steps that depends on the table only.
     fn search(&self, target: u64) -> usize {
-        let mut base = 0usize;
-        let mut size = self.prefixes.len();
-        while size > 1 {
-            let half = size / 2;
-            let mid = base + half;
-            let mid_prefix = self.prefixes.get(mid).copied().unwrap_or(u64::MAX);
-            // Move up to `mid` when its prefix is not above the target: a selection, not a branch.
-            let go_up = !mid_prefix.ct_gt(&target);
-            let mut next = base as u64;
-            next.conditional_assign(&(mid as u64), go_up);
-            base = usize::try_from(next).unwrap_or(base);
-            size -= half;
-        }
-        base
+        self.prefixes.search(target)
     }
 
     fn slot_of(&self, id: KeyId) -> Result<u32, KeyringError> {
@@ -647,8 +727,7 @@ impl Keyring {
     /// Rebuilds `prefixes` from `index` after a change (in place: no allocation once the
     /// capacity is there). Linear, like the `Vec` insertions and removals it follows.
     fn sync_prefixes(&mut self) {
-        self.prefixes.clear();
-        self.prefixes.extend(self.index.iter().map(|e| e.prefix));
+        self.prefixes.rebuild(self.index.iter().map(|e| e.prefix));
     }
 
     /// Puts `key` in `slot`, replacing its secrets in the index. The checks must have passed.
@@ -693,7 +772,7 @@ mod tests {
                 assert_eq!(entry.prefix, prefix_of(&entry.hash));
             }
             let prefixes: Vec<u64> = self.index.iter().map(|e| e.prefix).collect();
-            assert_eq!(self.prefixes, prefixes);
+            assert_eq!(self.prefixes.sorted, prefixes);
         }
     }
 
@@ -746,10 +825,8 @@ mod tests {
     #[test]
     fn search_finds_every_stored_prefix_and_lands_in_range_otherwise() {
         for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 100] {
-            let ring = Keyring {
-                prefixes: (0..n).map(|i| (i as u64) * 10 + 5).collect(),
-                ..Keyring::default()
-            };
+            let mut ring = Keyring::default();
+            ring.prefixes.rebuild((0..n).map(|i| (i as u64) * 10 + 5));
             for i in 0..n {
                 let p = (i as u64) * 10 + 5;
                 assert_eq!(ring.search(p), i);
@@ -758,6 +835,32 @@ mod tests {
             }
             assert_eq!(ring.search(0), 0);
             assert_eq!(ring.search(u64::MAX), n.saturating_sub(1));
+        }
+    }
+
+    proptest::proptest! {
+        /// The directory search agrees with the plain definition (the largest prefix <= target,
+        /// or position 0), on uniform and on clustered prefixes (long runs in one bucket).
+        #[test]
+        fn prefix_search_matches_the_definition(
+            mut prefixes in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..300),
+            cluster in proptest::prelude::any::<bool>(),
+            targets in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..20),
+        ) {
+            if cluster {
+                for p in &mut prefixes {
+                    *p >>= 40;
+                }
+            }
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            let mut index = PrefixIndex::default();
+            index.rebuild(prefixes.iter().copied());
+            let near: Vec<u64> = prefixes.iter().flat_map(|&p| [p, p.wrapping_add(1), p.wrapping_sub(1)]).collect();
+            for target in targets.into_iter().chain(near).chain([0, u64::MAX]) {
+                let expected = prefixes.iter().rposition(|&p| p <= target).unwrap_or(0);
+                proptest::prop_assert_eq!(index.search(target), expected, "target {}", target);
+            }
         }
     }
 
