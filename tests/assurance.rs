@@ -401,3 +401,11 @@ fn format_check_rejects_any_number_of_bad_characters() {
         assert!(!bool::from(format.matches(bad)), "{bad}");
     }
 }
+
+/// `TokenHash`'s `Debug` shows the base64url digest (a mutant returning nothing survived).
+#[test]
+fn token_hash_debug_shows_the_digest() {
+    let hash = TokenHash::of("x");
+    assert_eq!(format!("{hash:?}"), format!("TokenHash({hash})"));
+    assert_eq!(hash.to_string().len(), 43);
+}
