@@ -110,6 +110,28 @@ fn scope_reach_for_every_resource_kind() {
             Resource::account(account),
             Decision::Deny(Deny::OutOfScope),
         ),
+        // Project 0 has the same bytes as "no project": every term of the scope rule holds at
+        // once, which is where `|` and `^` part (a surviving mutant of the faster rule).
+        (
+            Scope::Account,
+            Resource::in_project(account, ProjectId::from_u64(0)),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(ProjectId::from_u64(0)),
+            Resource::listing(account),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(ProjectId::from_u64(0)),
+            Resource::in_project(account, ProjectId::from_u64(0)),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(ProjectId::from_u64(0)),
+            Resource::account(account),
+            Decision::Deny(Deny::OutOfScope),
+        ),
     ];
     for (scope, resource, want) in cases {
         let key = key(scope);
