@@ -431,3 +431,15 @@ fn token_hash_debug_shows_the_digest() {
     assert_eq!(format!("{hash:?}"), format!("TokenHash({hash})"));
     assert_eq!(hash.to_string().len(), 43);
 }
+
+/// A wrong JSON type for an id says what was expected (the serde visitor's `expecting`, which a
+/// surviving mutant emptied).
+#[test]
+fn id_type_errors_say_what_was_expected() {
+    let err = serde_json::from_str::<keygate::ProjectId>("true").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected a non-negative integer or a UUID string"),
+        "{err}"
+    );
+}
