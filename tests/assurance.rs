@@ -1,5 +1,24 @@
 //! Regression tests for what the assurance work (fuzzing, dudect, mutation testing) found, and
 //! tests that pin down behaviour the mutation run showed was not yet pinned.
+//!
+//! `cargo mutants` survivors that are *equivalent* (no test can tell them apart, because the
+//! program's behaviour does not change):
+//!
+//! - `src/keyring.rs`, `Keyring::index_secrets`: `partition_point(|e| e.prefix < p)` with `<`
+//!   replaced by `<=`. Prefixes in the index are unique (`check_secrets` refuses a collision
+//!   before anything is indexed), so no entry has `e.prefix == p` and both find the same place.
+//! - `src/keyring.rs`, `Keyring::prune`: `if pruned > 0` replaced by `>= 0`. With nothing pruned,
+//!   no retired secret has ended, so the skipped work (re-deriving the prefix array, clearing
+//!   ended retired secrets) would change nothing.
+//!
+//! - `src/token.rs`, `TokenFormat::matches`: `in_range(digits) | in_range(upper) |
+//!   in_range(lower)` with either `|` replaced by `^`. The three ranges are disjoint, so at most
+//!   one term is 1 and `|` equals `^`.
+//! - `src/token.rs`, `in_range`: `(below | above) ^ 1` with `|` replaced by `^`. `lo <= hi` in
+//!   every call, so a byte cannot be both below `lo` and above `hi`; the two terms are never both 1.
+//!
+//! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
+//! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
@@ -88,6 +107,28 @@ fn scope_reach_for_every_resource_kind() {
         ),
         (
             Scope::Project(own),
+            Resource::account(account),
+            Decision::Deny(Deny::OutOfScope),
+        ),
+        // Project 0 has the same bytes as "no project": every term of the scope rule holds at
+        // once, which is where `|` and `^` part (a surviving mutant of the faster rule).
+        (
+            Scope::Account,
+            Resource::in_project(account, ProjectId::from_u64(0)),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(ProjectId::from_u64(0)),
+            Resource::listing(account),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(ProjectId::from_u64(0)),
+            Resource::in_project(account, ProjectId::from_u64(0)),
+            Decision::Allow,
+        ),
+        (
+            Scope::Project(ProjectId::from_u64(0)),
             Resource::account(account),
             Decision::Deny(Deny::OutOfScope),
         ),
@@ -219,6 +260,44 @@ mod key_mutants {
 mod keyring_mutants {
     //! Behaviour of `keyring.rs` that cargo-mutants showed no other test pinned.
 
+    /// A duplicate token is found wherever its hash sorts in a large index, not only at the ends
+    /// (turning the `partition_point` comparison around survived the other tests).
+    #[test]
+    fn duplicate_tokens_are_refused_anywhere_in_the_index() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let format = TokenFormat::default();
+        let catalog = Catalog::read_write_delete();
+        let key = |i: u8, hash: TokenHash| {
+            ApiKey::new(
+                KeyId::from_bytes([i; 16]),
+                "k",
+                AccountId::from_u64(1),
+                Scope::Account,
+                catalog.all(),
+                hash,
+                Timestamp::EPOCH,
+            )
+        };
+        let hashes: Vec<TokenHash> = (0..64).map(|_| format.mint(&mut rng).hash()).collect();
+        let ring = Keyring::from_keys(
+            format.clone(),
+            hashes.iter().zip(1u8..).map(|(h, i)| key(i, *h)),
+        )
+        .unwrap();
+        let mut sorted = hashes.clone();
+        sorted.sort();
+        for hash in [sorted[0], sorted[31], sorted[32], sorted[63]] {
+            let mut ring = ring.clone();
+            assert_eq!(
+                ring.insert(key(200, hash)),
+                Err(keygate::KeyringError::DuplicateToken(KeyId::from_bytes(
+                    [200; 16]
+                )))
+            );
+        }
+    }
+
     use keygate::{
         AccountId, ApiKey, Catalog, KeyId, Keyring, Scope, Timestamp, TokenFormat, TokenHash,
     };
@@ -226,6 +305,9 @@ mod keyring_mutants {
     #[test]
     fn a_keyring_keeps_its_format_and_knows_when_it_is_empty() {
         let format = TokenFormat::new("sk_live_", 40).unwrap();
+        assert_eq!(format.prefix(), "sk_live_");
+        assert_eq!(format.body_len(), 40);
+        assert_eq!(format.token_len(), 48);
         let mut ring = Keyring::new(format.clone());
         assert_eq!(ring.format(), &format);
         assert!(ring.is_empty());
@@ -265,4 +347,99 @@ mod axum_mutants {
             &serde_json::json!({"errors": ["Name can't be blank"]})
         );
     }
+
+    #[test]
+    fn api_error_responses_carry_status_and_retry_after() {
+        use axum::response::IntoResponse;
+        use keygate::{RateLimit, RateLimitState, Timestamp};
+
+        let response = ApiError::not_found().into_response();
+        assert_eq!(response.status().as_u16(), 404);
+        assert!(response.headers().get("retry-after").is_none());
+
+        let limit = RateLimit::per_period(1, 60).unwrap();
+        let mut state = RateLimitState::default();
+        let now = Timestamp::from_unix_seconds(1_000);
+        assert!(limit.check(&mut state, now).is_ok());
+        let retry = limit.check(&mut state, now).unwrap_err();
+        let response = ApiError::from(retry).into_response();
+        assert_eq!(response.status().as_u16(), 429);
+        assert_eq!(
+            response.headers().get("retry-after").unwrap(),
+            &retry.seconds().to_string()
+        );
+    }
+}
+
+mod issue_mutants {
+    //! Accessors of `issue.rs` that only doc examples read (the mutation run skipped doctests).
+
+    use keygate::{AccountId, Catalog, Issuer, KeySpec, Scope, ValidationErrors};
+
+    #[test]
+    fn issuer_keeps_its_user_id_and_spec_its_name() {
+        let catalog = Catalog::read_write_delete();
+        let issuer = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+        assert_eq!(issuer.user_id(), None);
+        assert_eq!(issuer.with_user_id("u_7").user_id(), Some("u_7"));
+        assert_eq!(KeySpec::named("CI").name(), "CI");
+    }
+
+    #[test]
+    fn validation_errors_from_messages() {
+        let errors = ValidationErrors::from(vec!["Name can't be blank".to_owned()]);
+        assert_eq!(errors.errors, ["Name can't be blank"]);
+        assert!(!errors.is_empty());
+    }
+}
+
+/// A token shows exactly its prefix (up to the last `_`) and four characters
+/// (`prefix + 4` turned into `prefix * 4` survived the other redaction tests).
+#[test]
+fn token_redaction_is_exact() {
+    let token = keygate::Token::from_presented("idc_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".to_owned());
+    assert_eq!(token.to_string(), "idc_ABCD…");
+    assert_eq!(format!("{token:?}"), "Token(idc_ABCD…)");
+    let live = keygate::Token::from_presented("sk_live_ABCDEFGHIJKLMNOPQRSTUVWXYZ".to_owned());
+    assert_eq!(live.to_string(), "sk_live_ABCD…");
+    let bare = keygate::Token::from_presented("ABCDEFGH".to_owned());
+    assert_eq!(bare.to_string(), "ABCD…");
+}
+
+/// Every invalid character counts, however many there are: an accumulator that *toggled* on each
+/// bad byte (`bad ^ x` for `bad | x`, a surviving mutant) would accept two of them.
+#[test]
+fn format_check_rejects_any_number_of_bad_characters() {
+    let format = TokenFormat::default();
+    let good = "idc_0123456789abcdefABCDEF0123456789";
+    assert!(bool::from(format.matches(good)));
+    for bad in [
+        "idc_0123456789abcdefABCDEF01234567!!",
+        "idc_!123456789abcdefABCDEF012345678!",
+        "idc_!!!3456789abcdefABCDEF0123456789",
+        "idc_!!!!456789abcdefABCDEF0123456789",
+    ] {
+        assert_eq!(bad.len(), good.len(), "{bad}");
+        assert!(!bool::from(format.matches(bad)), "{bad}");
+    }
+}
+
+/// `TokenHash`'s `Debug` shows the base64url digest (a mutant returning nothing survived).
+#[test]
+fn token_hash_debug_shows_the_digest() {
+    let hash = TokenHash::of("x");
+    assert_eq!(format!("{hash:?}"), format!("TokenHash({hash})"));
+    assert_eq!(hash.to_string().len(), 43);
+}
+
+/// A wrong JSON type for an id says what was expected (the serde visitor's `expecting`, which a
+/// surviving mutant emptied).
+#[test]
+fn id_type_errors_say_what_was_expected() {
+    let err = serde_json::from_str::<keygate::ProjectId>("true").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected a non-negative integer or a UUID string"),
+        "{err}"
+    );
 }
