@@ -436,7 +436,7 @@ fn token_hash_debug_shows_the_digest() {
 /// surviving mutant emptied).
 #[test]
 fn id_type_errors_say_what_was_expected() {
-    let err = serde_json::from_str::<keygate::ProjectId>("true").unwrap_err();
+    let err = serde_json::from_str::<ProjectId>("true").unwrap_err();
     assert!(
         err.to_string()
             .contains("expected a non-negative integer or a UUID string"),
