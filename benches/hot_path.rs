@@ -11,8 +11,9 @@
     reason = "bench setup on fixed, known-good inputs; a failure there is a bug to see at once"
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keygate::{
@@ -185,18 +186,9 @@ fn bench_record_serde(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short windows keep the whole `cargo bench` run within minutes on two shared cores; these
-/// functions are nanoseconds to microseconds, so a second of samples is plenty.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_authorize, bench_token_hash, bench_catalog, bench_record_serde
 }
 criterion_main!(benches);

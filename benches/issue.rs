@@ -7,8 +7,9 @@
     reason = "bench setup on fixed, known-good inputs; a failure there is a bug to see at once"
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keygate::{AccountId, Catalog, Issuer, KeySpec, ProjectId, Scope, Timestamp, issue};
@@ -68,17 +69,9 @@ fn bench_issue(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short windows keep the whole `cargo bench` run within minutes on two shared cores.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_issue
 }
 criterion_main!(benches);
