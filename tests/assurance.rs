@@ -17,6 +17,9 @@
 //! - `src/token.rs`, `in_range`: `(below | above) ^ 1` with `|` replaced by `^`. `lo <= hi` in
 //!   every call, so a byte cannot be both below `lo` and above `hi`; the two terms are never both 1.
 //!
+//! - `src/scope.rs`, `RawId::parse_uuid`: `(high << 4) | low` with `|` replaced by `^`. The two
+//!   nibbles occupy disjoint bits.
+//!
 //! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
 //! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
@@ -442,4 +445,63 @@ fn id_type_errors_say_what_was_expected() {
             .contains("expected a non-negative integer or a UUID string"),
         "{err}"
     );
+}
+
+mod scope_and_time_mutants {
+    //! Behaviour of `scope.rs` and `timestamp.rs` that only doc examples (skipped by the
+    //! mutation run) or nothing at all pinned.
+
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use keygate::{AccountId, ProjectId, Resource, Timestamp};
+
+    #[test]
+    fn uuids_parse_to_their_bytes_in_either_case() {
+        let want = [
+            0x3f, 0x2c, 0x1a, 0x9e, 0x8b, 0x7d, 0x4c, 0x6e, 0x9a, 0x1f, 0x2b, 0x3c, 0x4d, 0x5e,
+            0x6f, 0x70,
+        ];
+        let lower: ProjectId = "3f2c1a9e-8b7d-4c6e-9a1f-2b3c4d5e6f70".parse().unwrap();
+        let upper: ProjectId = "3F2C1A9E-8B7D-4C6E-9A1F-2B3C4D5E6F70".parse().unwrap();
+        assert_eq!(lower.as_bytes(), &want);
+        assert_eq!(upper.as_bytes(), &want);
+    }
+
+    #[test]
+    fn a_resource_knows_its_project() {
+        let account = AccountId::from_u64(1);
+        let p = ProjectId::from_u64(42);
+        assert_eq!(Resource::in_project(account, p).project(), Some(p));
+        assert_eq!(Resource::listing(account).project(), None);
+    }
+
+    #[test]
+    fn system_times_before_the_epoch_are_negative() {
+        let before = UNIX_EPOCH - Duration::from_secs(2);
+        assert_eq!(
+            Timestamp::from_system_time(before),
+            Timestamp::from_unix_seconds(-2)
+        );
+        let after = UNIX_EPOCH + Duration::from_micros(1_500_000);
+        assert_eq!(
+            Timestamp::from_system_time(after),
+            Timestamp::from_unix_micros(1_500_000)
+        );
+        let _ = SystemTime::now();
+    }
+
+    #[test]
+    fn whole_seconds_round_down() {
+        assert_eq!(Timestamp::from_unix_micros(2_500_000).unix_seconds(), 2);
+        assert_eq!(Timestamp::from_unix_micros(-1).unix_seconds(), -1);
+        assert_eq!(Timestamp::from_unix_seconds(-7).unix_seconds(), -7);
+    }
+
+    #[test]
+    fn duration_since_is_zero_when_not_after() {
+        let a = Timestamp::from_unix_seconds(10);
+        let b = Timestamp::from_unix_micros(10_000_250);
+        assert_eq!(b.duration_since(a), Duration::from_micros(250));
+        assert_eq!(a.duration_since(b), Duration::ZERO);
+    }
 }
