@@ -439,7 +439,7 @@ fn token_hash_debug_shows_the_digest() {
 /// surviving mutant emptied).
 #[test]
 fn id_type_errors_say_what_was_expected() {
-    let err = serde_json::from_str::<keygate::ProjectId>("true").unwrap_err();
+    let err = serde_json::from_str::<ProjectId>("true").unwrap_err();
     assert!(
         err.to_string()
             .contains("expected a non-negative integer or a UUID string"),
@@ -504,4 +504,25 @@ mod scope_and_time_mutants {
         assert_eq!(b.duration_since(a), Duration::from_micros(250));
         assert_eq!(a.duration_since(b), Duration::ZERO);
     }
+}
+
+/// The error classes are exactly the ones recorded (a mutant returning a made-up map survived).
+#[test]
+fn usage_error_classes_are_exact() {
+    let mut usage = keygate::Usage::default();
+    let now = Timestamp::from_unix_seconds(1);
+    usage.record("GET /a", 200, now);
+    usage.record("GET /a", 404, now);
+    usage.record("GET /b", 503, now);
+    let classes: Vec<(&str, u64)> = usage
+        .errors_by_status_class()
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(classes, [("4xx", 1), ("5xx", 1)]);
+    assert!(
+        keygate::Usage::default()
+            .errors_by_status_class()
+            .is_empty()
+    );
 }
