@@ -520,6 +520,20 @@ fn usage_error_classes_are_exact() {
         .map(|(k, v)| (k.as_str(), *v))
         .collect();
     assert_eq!(classes, [("4xx", 1), ("5xx", 1)]);
+    // Two errors in three requests; `/` turned into `*` or `%` survived without this.
+    assert!(
+        (usage.error_rate() - 2.0 / 3.0).abs() < 1e-12,
+        "{}",
+        usage.error_rate()
+    );
+    for _ in 0..5 {
+        usage.record("GET /a", 200, now);
+    }
+    assert!(
+        (usage.error_rate() - 0.25).abs() < 1e-12,
+        "{}",
+        usage.error_rate()
+    );
     assert!(
         keygate::Usage::default()
             .errors_by_status_class()
