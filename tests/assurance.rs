@@ -20,6 +20,11 @@
 //! - `src/scope.rs`, `RawId::parse_uuid`: `(high << 4) | low` with `|` replaced by `^`. The two
 //!   nibbles occupy disjoint bits.
 //!
+//! - `src/authorize.rs`, `reason_code`: `key_account_wide | at_listing | in_own_project` with the
+//!   first `|` replaced by `^`. The terms differ only for an account-wide key on a listing, and
+//!   there `in_own_project` is 1 too (the key's absent project and a listing's project are both
+//!   the zero word), so the result is 1 either way.
+//!
 //! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
 //! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
@@ -465,6 +470,16 @@ mod scope_and_time_mutants {
         let upper: ProjectId = "3F2C1A9E-8B7D-4C6E-9A1F-2B3C4D5E6F70".parse().unwrap();
         assert_eq!(lower.as_bytes(), &want);
         assert_eq!(upper.as_bytes(), &want);
+        // Digits in low nibbles under small high nibbles: where a wrong digit value shows (in a
+        // high nibble, `<< 4` shifts most mistakes out of the byte).
+        let digits: ProjectId = "01234567-89ab-cdef-0123-456789ABCDEF".parse().unwrap();
+        assert_eq!(
+            digits.as_bytes(),
+            &[
+                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+                0xcd, 0xef
+            ]
+        );
     }
 
     #[test]
