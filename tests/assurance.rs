@@ -17,6 +17,14 @@
 //! - `src/token.rs`, `in_range`: `(below | above) ^ 1` with `|` replaced by `^`. `lo <= hi` in
 //!   every call, so a byte cannot be both below `lo` and above `hi`; the two terms are never both 1.
 //!
+//! - `src/scope.rs`, `RawId::parse_uuid`: `(high << 4) | low` with `|` replaced by `^`. The two
+//!   nibbles occupy disjoint bits.
+//!
+//! - `src/authorize.rs`, `reason_code`: `key_account_wide | at_listing | in_own_project` with the
+//!   first `|` replaced by `^`. The terms differ only for an account-wide key on a listing, and
+//!   there `in_own_project` is 1 too (the key's absent project and a listing's project are both
+//!   the zero word), so the result is 1 either way.
+//!
 //! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
 //! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
@@ -441,5 +449,109 @@ fn id_type_errors_say_what_was_expected() {
         err.to_string()
             .contains("expected a non-negative integer or a UUID string"),
         "{err}"
+    );
+}
+
+mod scope_and_time_mutants {
+    //! Behaviour of `scope.rs` and `timestamp.rs` that only doc examples (skipped by the
+    //! mutation run) or nothing at all pinned.
+
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use keygate::{AccountId, ProjectId, Resource, Timestamp};
+
+    #[test]
+    fn uuids_parse_to_their_bytes_in_either_case() {
+        let want = [
+            0x3f, 0x2c, 0x1a, 0x9e, 0x8b, 0x7d, 0x4c, 0x6e, 0x9a, 0x1f, 0x2b, 0x3c, 0x4d, 0x5e,
+            0x6f, 0x70,
+        ];
+        let lower: ProjectId = "3f2c1a9e-8b7d-4c6e-9a1f-2b3c4d5e6f70".parse().unwrap();
+        let upper: ProjectId = "3F2C1A9E-8B7D-4C6E-9A1F-2B3C4D5E6F70".parse().unwrap();
+        assert_eq!(lower.as_bytes(), &want);
+        assert_eq!(upper.as_bytes(), &want);
+        // Digits in low nibbles under small high nibbles: where a wrong digit value shows (in a
+        // high nibble, `<< 4` shifts most mistakes out of the byte).
+        let digits: ProjectId = "01234567-89ab-cdef-0123-456789ABCDEF".parse().unwrap();
+        assert_eq!(
+            digits.as_bytes(),
+            &[
+                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+                0xcd, 0xef
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resource_knows_its_project() {
+        let account = AccountId::from_u64(1);
+        let p = ProjectId::from_u64(42);
+        assert_eq!(Resource::in_project(account, p).project(), Some(p));
+        assert_eq!(Resource::listing(account).project(), None);
+    }
+
+    #[test]
+    fn system_times_before_the_epoch_are_negative() {
+        let before = UNIX_EPOCH - Duration::from_secs(2);
+        assert_eq!(
+            Timestamp::from_system_time(before),
+            Timestamp::from_unix_seconds(-2)
+        );
+        let after = UNIX_EPOCH + Duration::from_micros(1_500_000);
+        assert_eq!(
+            Timestamp::from_system_time(after),
+            Timestamp::from_unix_micros(1_500_000)
+        );
+        let _ = SystemTime::now();
+    }
+
+    #[test]
+    fn whole_seconds_round_down() {
+        assert_eq!(Timestamp::from_unix_micros(2_500_000).unix_seconds(), 2);
+        assert_eq!(Timestamp::from_unix_micros(-1).unix_seconds(), -1);
+        assert_eq!(Timestamp::from_unix_seconds(-7).unix_seconds(), -7);
+    }
+
+    #[test]
+    fn duration_since_is_zero_when_not_after() {
+        let a = Timestamp::from_unix_seconds(10);
+        let b = Timestamp::from_unix_micros(10_000_250);
+        assert_eq!(b.duration_since(a), Duration::from_micros(250));
+        assert_eq!(a.duration_since(b), Duration::ZERO);
+    }
+}
+
+/// The error classes are exactly the ones recorded (a mutant returning a made-up map survived).
+#[test]
+fn usage_error_classes_are_exact() {
+    let mut usage = keygate::Usage::default();
+    let now = Timestamp::from_unix_seconds(1);
+    usage.record("GET /a", 200, now);
+    usage.record("GET /a", 404, now);
+    usage.record("GET /b", 503, now);
+    let classes: Vec<(&str, u64)> = usage
+        .errors_by_status_class()
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(classes, [("4xx", 1), ("5xx", 1)]);
+    // Two errors in three requests; `/` turned into `*` or `%` survived without this.
+    assert!(
+        (usage.error_rate() - 2.0 / 3.0).abs() < 1e-12,
+        "{}",
+        usage.error_rate()
+    );
+    for _ in 0..5 {
+        usage.record("GET /a", 200, now);
+    }
+    assert!(
+        (usage.error_rate() - 0.25).abs() < 1e-12,
+        "{}",
+        usage.error_rate()
+    );
+    assert!(
+        keygate::Usage::default()
+            .errors_by_status_class()
+            .is_empty()
     );
 }
