@@ -28,6 +28,8 @@
 //! Mutants reported as timeouts (the `Keyring::search` loop bounds: `size > 1` as `<`, `>=`, `==`,
 //! `/` as `%`, `-=` as `/=`) loop forever; a hung request is as visible as a failing test.
 
+mod common;
+
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
     Timestamp, TokenFormat, TokenHash,
@@ -36,16 +38,7 @@ use keygate::{
 const TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0000";
 
 fn key(scope: Scope) -> ApiKey {
-    let catalog = Catalog::read_write_delete();
-    ApiKey::new(
-        KeyId::from_bytes([9; 16]),
-        "k",
-        AccountId::from_u64(1),
-        scope,
-        catalog.all(),
-        TokenHash::of(TOKEN),
-        Timestamp::EPOCH,
-    )
+    common::full_key(KeyId::from_bytes([9; 16]), scope, TokenHash::of(TOKEN))
 }
 
 /// Found by the `differential` fuzz target: at `now == Timestamp::MAX` the keyring called every
@@ -229,7 +222,7 @@ mod catalog_mutants {
 mod key_mutants {
     //! Behaviour of `key.rs` that cargo-mutants showed no other test pinned.
 
-    use keygate::{AccountId, ApiKey, Catalog, KeyId, ProjectId, Scope, Timestamp, TokenHash};
+    use keygate::{KeyId, ProjectId, Scope, Timestamp, TokenHash};
 
     #[test]
     fn key_id_debug_shows_the_hex() {
@@ -241,18 +234,8 @@ mod key_mutants {
     /// internal layout (`Present`, kept for constant-time reads).
     #[test]
     fn api_key_debug_shows_scope_and_expiry() {
-        let catalog = Catalog::read_write_delete();
-        let key = |scope| {
-            ApiKey::new(
-                KeyId::from_bytes([1; 16]),
-                "k",
-                AccountId::from_u64(1),
-                scope,
-                catalog.all(),
-                TokenHash::of("x"),
-                Timestamp::EPOCH,
-            )
-        };
+        let key =
+            |scope| crate::common::full_key(KeyId::from_bytes([1; 16]), scope, TokenHash::of("x"));
         let scoped = format!("{:?}", key(Scope::Project(ProjectId::from_u64(42))));
         assert!(scoped.contains("scope: Project(ProjectId(42))"), "{scoped}");
         assert!(scoped.contains("expires_at: None"), "{scoped}");
@@ -275,17 +258,8 @@ mod keyring_mutants {
         use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let format = TokenFormat::default();
-        let catalog = Catalog::read_write_delete();
         let key = |i: u8, hash: TokenHash| {
-            ApiKey::new(
-                KeyId::from_bytes([i; 16]),
-                "k",
-                AccountId::from_u64(1),
-                Scope::Account,
-                catalog.all(),
-                hash,
-                Timestamp::EPOCH,
-            )
+            crate::common::full_key(KeyId::from_bytes([i; 16]), Scope::Account, hash)
         };
         let hashes: Vec<TokenHash> = (0..64).map(|_| format.mint(&mut rng).hash()).collect();
         let ring = Keyring::from_keys(

@@ -1,12 +1,11 @@
 //! Tokens: the seed format, uniqueness and uniformity of minted bodies, redaction, and exact-match
 //! verification.
 
+mod common;
+
 use std::collections::HashSet;
 
-use keygate::{
-    AccountId, ApiKey, Catalog, Deny, KeyId, Keyring, Scope, Timestamp, Token, TokenFormat,
-    TokenHash,
-};
+use keygate::{Catalog, Deny, KeyId, Keyring, Scope, Timestamp, Token, TokenFormat, TokenHash};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -131,15 +130,7 @@ fn debug_and_display_never_show_the_secret() {
     for token in mint_many(&TokenFormat::default(), 100, 6) {
         let secret = token.expose_secret();
         let body_tail = &secret[8..];
-        let key = ApiKey::new(
-            KeyId::from_bytes([1; 16]),
-            "k",
-            AccountId::from_u64(1),
-            Scope::Account,
-            catalog.all(),
-            token.hash(),
-            Timestamp::EPOCH,
-        );
+        let key = common::full_key(KeyId::from_bytes([1; 16]), Scope::Account, token.hash());
         let record = key.to_record(&catalog);
         let mut ring = Keyring::default();
         ring.insert(key.clone()).unwrap();
@@ -168,16 +159,11 @@ fn verification_accepts_the_exact_token_only() {
     let token = format.mint(&mut rng);
     let secret = token.expose_secret();
     let hash = token.hash();
-    let catalog = Catalog::read_write_delete();
     let mut ring = Keyring::default();
-    ring.insert(ApiKey::new(
+    ring.insert(common::full_key(
         KeyId::from_bytes([2; 16]),
-        "k",
-        AccountId::from_u64(1),
         Scope::Account,
-        catalog.all(),
         hash,
-        Timestamp::EPOCH,
     ))
     .unwrap();
     let now = Timestamp::from_unix_seconds(1);
