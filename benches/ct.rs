@@ -462,6 +462,35 @@ fn rekey(
 /// an entry uniformly, the hit presents its token and the miss presents an unstored token that
 /// lands on it.
 fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
+    keyring_classes(
+        runner,
+        rng,
+        "keyring_hit_miss",
+        |ring, token, action, resource, now| ring.authorize(token, action, resource, now),
+    );
+}
+
+/// `Keyring::authenticate`, hit vs miss, on the same footing as [`keyring_hit_miss`]: the
+/// authenticated key (or why there is none) as a decision.
+fn authenticate_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
+    keyring_classes(
+        runner,
+        rng,
+        "authenticate_hit_miss",
+        |ring, token, _, _, now| match ring.authenticate(token, now) {
+            Ok(_) => Decision::Allow,
+            Err(deny) => Decision::Deny(deny),
+        },
+    );
+}
+
+/// One keyring lookup through `judge`, a stored token vs an unstored one landing on the same entry.
+fn keyring_classes(
+    runner: &mut CtRunner,
+    rng: &mut BenchRng,
+    name: &str,
+    judge: fn(&Keyring, &str, Action, &Resource, Timestamp) -> Decision,
+) {
     let keyring_size: usize = std::env::var("KEYGATE_CT_KEYRING")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -521,7 +550,7 @@ fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
         .filter(|&i| !misses[i].is_empty())
         .collect();
     eprintln!(
-        "keyring_hit_miss: {} keys, {} entries with a landing miss token ({minted} minted)",
+        "{name}: {} keys, {} entries with a landing miss token ({minted} minted)",
         stored.len(),
         covered.len()
     );
@@ -543,13 +572,13 @@ fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
                 token.push_str(miss);
                 Decision::Deny(keygate::Deny::UnknownKey)
             };
-            if ring.authorize(&token, action, &resource, now) != want {
+            if judge(&ring, &token, action, &resource, now) != want {
                 eprintln!("bench setup: wrong keyring decision");
                 std::process::exit(2)
             }
             token
         },
-        |token| ring.authorize(token, action, &resource, now),
+        |token| judge(&ring, token, action, &resource, now),
     );
 }
 
@@ -608,6 +637,7 @@ fn main() {
         ("authorize_scope_kind", authorize_scope_kind),
         ("authorize_expiry_kind", authorize_expiry_kind),
         ("keyring_hit_miss", keyring_hit_miss),
+        ("authenticate_hit_miss", authenticate_hit_miss),
         ("leaky_control", leaky_control),
     ];
     let mut opts = BenchOpts::default();

@@ -5,6 +5,7 @@
 
 use std::error::Error;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, KeyId, ProjectId, Resource, Scope, Timestamp,
     TokenFormat, authorize,

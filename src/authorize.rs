@@ -9,8 +9,9 @@
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::catalog::{Catalog, CatalogError, Permission};
+use crate::ct::{Present, at_or_before, id_word};
 use crate::decision::{Decision, Deny};
-use crate::key::{ApiKey, Present};
+use crate::key::ApiKey;
 use crate::scope::{ProjectId, Resource, Target};
 use crate::timestamp::Timestamp;
 
@@ -96,12 +97,6 @@ pub(crate) mod code {
     pub const UNKNOWN_KEY: u8 = 7;
 }
 
-/// A 16-byte id as one integer, so that comparing two ids is a single constant-time `u128`
-/// comparison (one optimization barrier) instead of sixteen byte comparisons (sixteen barriers).
-fn id_word(bytes: &[u8; 16]) -> u128 {
-    u128::from_ne_bytes(*bytes)
-}
-
 /// A key's scope as plain data the constant-time path can mix: (is account-wide, project id
 /// word). The key stores it as a flag and always-present bytes, so this reads both without a
 /// branch.
@@ -169,14 +164,6 @@ fn liveness(key: &ApiKey, now: Timestamp) -> (Choice, Choice) {
     // Expired when `expires_at <= now`, i.e. not `now < expires_at`.
     let expired = has_expiry & at_or_before(*key.expires_at.value_or_fill(), now);
     (revoked, expired)
-}
-
-/// `a <= b`, in constant time: `b - a` computed in `i128` (which cannot overflow) is negative
-/// exactly when `a > b`, so the answer is its sign bit, flipped. A few arithmetic instructions and
-/// one barrier, where subtle's generic `ct_gt` smears bits through a dozen dependent shifts.
-fn at_or_before(a: Timestamp, b: Timestamp) -> Choice {
-    let difference = i128::from(b.unix_micros()) - i128::from(a.unix_micros());
-    Choice::from((((difference >> 127) & 1) ^ 1) as u8)
 }
 
 /// Rule 1 alone, as a code: `ALLOW`, `REVOKED` or `EXPIRED`, in constant time.

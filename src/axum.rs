@@ -46,6 +46,7 @@ use crate::key::ApiKey;
 use crate::keyring::Keyring;
 use crate::quota::QuotaError;
 use crate::ratelimit::RetryAfter;
+use crate::response::Refusal;
 use crate::timestamp::Timestamp;
 
 /// Where the extractor finds keys.
@@ -142,21 +143,25 @@ impl ApiError {
         }
     }
 
-    /// The response for a [`Deny`]; the catalog names a missing permission.
+    /// The response for any keygate [`Refusal`]: its status, its JSON body and, for a rate
+    /// limit, a `Retry-After` header. The catalog names a missing permission.
+    pub fn refusal(refusal: &impl Refusal, catalog: &Catalog) -> Self {
+        Self {
+            status: StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN),
+            body: json!(refusal.body(catalog)),
+            retry_after: refusal.retry_after(),
+        }
+    }
+
+    /// The response for a [`Deny`]: [`ApiError::refusal`].
     pub fn deny(deny: Deny, catalog: &Catalog) -> Self {
-        let status = StatusCode::from_u16(deny.status()).unwrap_or(StatusCode::FORBIDDEN);
-        Self::message(status, &deny.message(catalog))
+        Self::refusal(&deny, catalog)
     }
 
     /// The response for an [`IssueError`]: 422 with every validation message, 403 for an
-    /// escalation, 401 for an issuing key that is no longer active.
+    /// escalation, 401 for an issuing key that is no longer active ([`ApiError::refusal`]).
     pub fn issue(error: IssueError, catalog: &Catalog) -> Self {
-        let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::FORBIDDEN);
-        Self {
-            status,
-            body: json!(error.body(catalog)),
-            retry_after: None,
-        }
+        Self::refusal(&error, catalog)
     }
 
     /// The status code.
@@ -173,23 +178,15 @@ impl ApiError {
 impl From<RetryAfter> for ApiError {
     /// 429 `{"error": "Rate limit exceeded", "retry_after": N}` with `Retry-After: N`.
     fn from(retry: RetryAfter) -> Self {
-        Self {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            body: json!(retry.body()),
-            retry_after: Some(retry.seconds()),
-        }
+        // No catalog: a rate limit names no permission.
+        Self::refusal(&retry, &Catalog::EMPTY)
     }
 }
 
 impl From<QuotaError> for ApiError {
     /// 403 `{"error": "... limit reached"}`.
     fn from(error: QuotaError) -> Self {
-        let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::FORBIDDEN);
-        Self {
-            status,
-            body: json!(error.body()),
-            retry_after: None,
-        }
+        Self::refusal(&error, &Catalog::EMPTY)
     }
 }
 

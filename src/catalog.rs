@@ -56,6 +56,9 @@ pub enum CatalogError {
 pub struct Permission(u8);
 
 impl Permission {
+    /// The permission at index 0: a placeholder where a value is needed but never read.
+    pub(crate) const FIRST: Self = Self(0);
+
     /// The index of this permission in its catalog.
     pub const fn index(self) -> usize {
         self.0 as usize
@@ -302,6 +305,13 @@ fn valid_permission_name(name: &str) -> bool {
 }
 
 impl Catalog {
+    /// A catalog with no permissions: what a refusal that names no permission is rendered with.
+    #[cfg(any(feature = "axum", test))]
+    pub(crate) const EMPTY: Self = Self {
+        names: Vec::new(),
+        roles: Vec::new(),
+    };
+
     /// A catalog of these permission names, in this order. Names must be valid, distinct and at
     /// most [`MAX_PERMISSIONS`].
     pub fn new<I, S>(names: I) -> Result<Self, CatalogError>

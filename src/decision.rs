@@ -6,8 +6,6 @@
 
 use std::borrow::Cow;
 
-use serde::Serialize;
-
 use crate::catalog::{Catalog, Permission};
 
 /// The answer to "may this key do this action on this resource now?".
@@ -62,23 +60,7 @@ pub enum Deny {
     MissingPermission(Permission),
 }
 
-/// The JSON body of an error response: `{"error": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorBody {
-    /// The human-readable message.
-    pub error: Cow<'static, str>,
-}
-
 impl Deny {
-    /// The HTTP status code: 401, 403 or 404.
-    pub fn status(&self) -> u16 {
-        match self {
-            Deny::UnknownKey | Deny::Revoked | Deny::Expired => 401,
-            Deny::OtherAccount | Deny::OutOfScope => 404,
-            Deny::AccountLevelAction | Deny::MissingPermission(_) => 403,
-        }
-    }
-
     /// The message a client sees. A bare permission name (`read`) reads
     /// `"Read permission required"` as in seed 001; a `resource:action` name reads
     /// `"Permission agents:write required"`.
@@ -112,23 +94,6 @@ impl Deny {
                 // A permission from another catalog: say no more than that access is refused.
                 None => "Permission required".into(),
             },
-        }
-    }
-
-    /// The JSON body, `{"error": message}`.
-    ///
-    /// ```
-    /// use keygate::{Catalog, Deny};
-    /// let body = Deny::AccountLevelAction.body(&Catalog::read_write_delete());
-    /// assert_eq!(
-    ///     serde_json::to_string(&body)?,
-    ///     r#"{"error":"Project-scoped API keys cannot create or destroy projects"}"#
-    /// );
-    /// # Ok::<(), serde_json::Error>(())
-    /// ```
-    pub fn body(&self, catalog: &Catalog) -> ErrorBody {
-        ErrorBody {
-            error: self.message(catalog),
         }
     }
 }

@@ -1,33 +1,57 @@
 #![doc = include_str!("../README.md")]
+//!
+//! ## Crate map, in the order of the flow
+//!
+//! | step | items |
+//! |---|---|
+//! | define permissions | [`Catalog`], [`Permission`], [`PermissionSet`], [`Role`] |
+//! | name tenants and resources | [`AccountId`], [`ProjectId`], [`Scope`], [`Resource`] |
+//! | mint and recognise secrets | [`TokenFormat`], [`Token`], [`TokenHash`] |
+//! | issue keys that only do less | [`issue()`], [`Issuer`], [`KeySpec`], [`IssueError`] |
+//! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`] |
+//! | decide | [`authorize()`], [`Action`], [`Decision`], [`Deny`] |
+//! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
+//! | answer | [`Refusal`]: every refusal's status and JSON body |
+//! | serve (feature `axum`) | `keygate::axum`: the extractor and error responses |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod authorize;
+mod authorize;
 #[cfg(feature = "axum")]
 pub mod axum;
-pub mod catalog;
-pub mod decision;
-pub mod issue;
-pub mod key;
-pub mod keyring;
-pub mod quota;
-pub mod ratelimit;
-pub mod scope;
-pub mod timestamp;
-pub mod token;
-pub mod usage;
+mod catalog;
+mod ct;
+mod decision;
+mod issue;
+mod key;
+mod keyring;
+mod quota;
+mod ratelimit;
+mod response;
+mod scope;
+mod timestamp;
+mod token;
+mod usage;
 
 pub use authorize::{Action, authorize};
-pub use catalog::{Catalog, CatalogError, Permission, PermissionSet, Role};
-pub use decision::{Decision, Deny, ErrorBody};
+pub use catalog::{
+    Catalog, CatalogError, CatalogSpec, MAX_NAME_LEN, MAX_PERMISSIONS, Permission, PermissionSet,
+    Role, RoleSpec,
+};
+pub use decision::{Decision, Deny};
 pub use issue::{
-    Escalation, IssueError, IssueErrorBody, IssuedKey, Issuer, IssuerKind, KeySpec,
-    ValidationErrors, issue,
+    Escalation, IssueError, IssuedKey, Issuer, IssuerKind, KeySpec, MAX_COMMENT_LEN,
+    MAX_CREATED_BY_LEN, MAX_KEY_NAME_LEN, MAX_TAG_LEN, MAX_TAGS, ValidationErrors, issue,
+    key_management_permission,
 };
 pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, LifecycleError, RetiredSecret};
 pub use keyring::{KeyState, Keyring, KeyringError};
-pub use quota::{Limits, QuotaError, Tier};
-pub use ratelimit::{RateLimit, RateLimitError, RateLimitState, RetryAfter};
+pub use quota::{
+    Limits, MAX_PROJECT_DESCRIPTION_LEN, MAX_PROJECT_NAME_LEN, MIN_PROJECT_NAME_LEN, QuotaError,
+    Tier, validate_project,
+};
+pub use ratelimit::{RateLimit, RateLimitError, RateLimitSpec, RateLimitState, RetryAfter};
+pub use response::{ErrorBody, RateLimitBody, Refusal, ResponseBody};
 pub use scope::{AccountId, IdError, ProjectId, Resource, Scope};
 pub use timestamp::{Timestamp, TimestampError};
 pub use token::{Token, TokenFormat, TokenFormatError, TokenHash, TokenHashError};

@@ -11,7 +11,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::ErrorBody;
 use crate::issue::ValidationErrors;
 
 /// The shortest project name accepted, in characters.
@@ -68,21 +67,6 @@ pub enum QuotaError {
     },
 }
 
-impl QuotaError {
-    /// HTTP 403.
-    pub fn status(&self) -> u16 {
-        403
-    }
-
-    /// `{"error": "Project limit reached"}` (or `"API key limit reached"`, `"End user limit
-    /// reached"`).
-    pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: self.to_string().into(),
-        }
-    }
-}
-
 /// `Ok` while `current` is below `limit`.
 fn below(limit: Option<u32>, current: u32, error: fn(u32) -> QuotaError) -> Result<(), QuotaError> {
     match limit {
@@ -95,7 +79,7 @@ impl Tier {
     /// The tier's caps.
     ///
     /// ```
-    /// use keygate::quota::Tier;
+    /// use keygate::Tier;
     /// let free = Tier::FreeStarter.limits();
     /// assert_eq!(free.projects, Some(5));
     /// assert_eq!(free.end_users_per_project, Some(100));
@@ -125,12 +109,13 @@ impl Tier {
     /// May an account with `current_projects` projects create one more?
     ///
     /// ```
-    /// use keygate::quota::{QuotaError, Tier};
+    /// use keygate::{Catalog, QuotaError, Refusal, Tier};
     /// assert!(Tier::FreeStarter.check_new_project(4).is_ok());
     /// let err = Tier::FreeStarter.check_new_project(5).unwrap_err();
     /// assert_eq!(err, QuotaError::ProjectLimit { limit: 5 });
     /// assert_eq!(err.status(), 403);
-    /// assert_eq!(serde_json::to_string(&err.body())?, r#"{"error":"Project limit reached"}"#);
+    /// let body = err.body(&Catalog::read_write_delete());
+    /// assert_eq!(serde_json::to_string(&body)?, r#"{"error":"Project limit reached"}"#);
     /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn check_new_project(self, current_projects: u32) -> Result<(), QuotaError> {
@@ -160,7 +145,7 @@ impl Tier {
 /// 500 characters), collecting every problem for a 422 body.
 ///
 /// ```
-/// use keygate::quota::validate_project;
+/// use keygate::validate_project;
 /// assert!(validate_project("Production API", Some("Image generation")).is_ok());
 /// let errors = validate_project("", Some(&"x".repeat(501))).unwrap_err();
 /// assert_eq!(

@@ -1,15 +1,4 @@
 //! Per-key rate limits: a config value and a pure GCRA state of one timestamp.
-//!
-//! GCRA (the generic cell rate algorithm, as in `governor`) keeps the theoretical arrival time
-//! (TAT) of the next request. A request at `now` conforms when `TAT - tolerance <= now`; then
-//! `TAT = max(TAT, now) + interval`. `interval = period / requests`, and `tolerance = interval *
-//! (burst - 1)`, so up to `burst` requests may arrive at once and the long-run rate is `requests`
-//! per `period`. The state is data the caller stores; time comes in as `now`; nothing sleeps.
-//!
-//! The guarantee, checked by a property test: in any window of one period, at most
-//! `requests + burst - 1` requests are admitted (a full burst at the start of the window, then one
-//! per interval), and a refused request's [`RetryAfter::at`] is exactly the first instant at which
-//! the next request is admitted.
 
 use core::time::Duration;
 
@@ -33,6 +22,17 @@ pub enum RateLimitError {
 }
 
 /// "At most `requests` per `period`, with bursts of up to `burst` at once."
+///
+/// GCRA (the generic cell rate algorithm, as in `governor`) keeps the theoretical arrival time
+/// (TAT) of the next request. A request at `now` conforms when `TAT - tolerance <= now`; then
+/// `TAT = max(TAT, now) + interval`. `interval = period / requests`, and `tolerance = interval *
+/// (burst - 1)`, so up to `burst` requests may arrive at once and the long-run rate is `requests`
+/// per `period`. The state is data the caller stores; time comes in as `now`; nothing sleeps.
+///
+/// The guarantee, checked by a property test: in any window of one period, at most
+/// `requests + burst - 1` requests are admitted (a full burst at the start of the window, then one
+/// per interval), and a refused request's [`RetryAfter::at`] is exactly the first instant at which
+/// the next request is admitted.
 ///
 /// ```
 /// use keygate::{RateLimit, RateLimitState, Timestamp};
@@ -194,33 +194,12 @@ impl RetryAfter {
         let secs = self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0);
         secs.max(1)
     }
-
-    /// HTTP 429.
-    pub fn status(&self) -> u16 {
-        429
-    }
-
-    /// `{"error": "Rate limit exceeded", "retry_after": N}` (seed 001).
-    pub fn body(&self) -> RateLimitBody {
-        RateLimitBody {
-            error: "Rate limit exceeded".into(),
-            retry_after: self.seconds(),
-        }
-    }
-}
-
-/// The 429 body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RateLimitBody {
-    /// Always `"Rate limit exceeded"`.
-    pub error: std::borrow::Cow<'static, str>,
-    /// Whole seconds to wait.
-    pub retry_after: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::Refusal;
 
     fn at(micros: i64) -> Timestamp {
         Timestamp::from_unix_micros(micros)
@@ -286,7 +265,7 @@ mod tests {
         let retry = limit.check(&mut state, at(9_999_999)).unwrap_err();
         assert_eq!(retry.seconds(), 1, "never 0");
         assert_eq!(
-            serde_json::to_string(&retry.body()).unwrap(),
+            serde_json::to_string(&retry.body(&crate::catalog::Catalog::EMPTY)).unwrap(),
             r#"{"error":"Rate limit exceeded","retry_after":1}"#
         );
         assert_eq!(retry.status(), 429);

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
+use crate::ct::in_range;
+
 /// How many characters of a token's body [`Token`]'s `Debug` and `Display` reveal.
 const SHOWN_BODY_CHARS: usize = 4;
 /// The alphabet of token bodies: 62 characters.
@@ -147,15 +149,6 @@ impl TokenFormat {
         // `bad` is 0 or 1.
         prefix_ok & !Choice::from((bad & 1) as u8)
     }
-}
-
-/// 1 if `lo <= c <= hi`, else 0, without a branch: in 32 bits, `c - lo` wraps to a value with
-/// the top bit set exactly when `c < lo`, and `hi - c` exactly when `c > hi`.
-fn in_range(c: u8, lo: u8, hi: u8) -> u32 {
-    let c = u32::from(c);
-    let below = c.wrapping_sub(u32::from(lo)) >> 31;
-    let above = u32::from(hi).wrapping_sub(c) >> 31;
-    (below | above) ^ 1
 }
 
 /// A plaintext token: the secret itself.

@@ -149,7 +149,7 @@ fn scope_reach_for_every_resource_kind() {
 mod catalog_mutants {
     //! Behaviour of `catalog.rs` that cargo-mutants showed no other test pinned.
 
-    use keygate::catalog::MAX_NAME_LEN;
+    use keygate::MAX_NAME_LEN;
     use keygate::{Catalog, CatalogError, PermissionSet};
     use subtle::{Choice, ConditionallySelectable};
 

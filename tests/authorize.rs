@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, ProjectId, Resource, Scope,
     Timestamp, TokenHash, authorize,

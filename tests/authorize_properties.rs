@@ -15,6 +15,7 @@ mod common;
 
 use std::sync::LazyLock;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, PermissionSet, ProjectId, Resource,
     Scope, Timestamp, TokenHash, authorize,

@@ -2,12 +2,12 @@
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
-    clippy::indexing_slicing,
     reason = "test helpers outside #[test] functions: a failed unwrap is a failed test"
 )]
 
 use std::time::Duration;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Deny, Escalation, IssueError, Issuer, IssuerKind, KeySpec,
     ProjectId, RateLimit, Resource, Scope, Timestamp, TokenFormat, authorize, issue,
@@ -435,7 +435,7 @@ fn roles_are_ordered() {
     }));
     assert!(
         err.body(&catalog)
-            .error_message()
+            .message()
             .contains("Cannot grant role owner: it exceeds the issuer's role admin")
     );
 
@@ -742,18 +742,4 @@ fn the_grant_is_frozen_at_issue_time() {
         grown.names(reloaded.permissions()).collect::<Vec<_>>(),
         ["agents:read", "api-keys:write"]
     );
-}
-
-/// Reads `{"error": ...}` from a body, for substring checks.
-trait ErrorMessage {
-    fn error_message(&self) -> String;
-}
-
-impl ErrorMessage for keygate::IssueErrorBody {
-    fn error_message(&self) -> String {
-        serde_json::to_value(self).unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
 }

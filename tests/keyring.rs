@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, KeyringError,
     LifecycleError, ProjectId, Resource, Scope, Timestamp, Token, TokenFormat,

@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use keygate::quota::validate_project;
+use keygate::Refusal;
+use keygate::validate_project;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, Escalation, IssueError, Issuer, KeySpec,
     ProjectId, Resource, Scope, Timestamp, authorize, issue,

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, IssuedKey, Issuer, KeySpec, ProjectId,
     RateLimit, RateLimitState, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize,
@@ -207,7 +208,7 @@ fn rate_limiting_answers_429_with_retry_after() {
     let refused = limit.check(&mut state, now()).unwrap_err();
     assert_eq!(refused.status(), 429);
     assert_eq!(
-        serde_json::to_value(refused.body()).unwrap(),
+        serde_json::to_value(refused.body(&Catalog::read_write_delete())).unwrap(),
         json!({"error": "Rate limit exceeded", "retry_after": 60})
     );
     assert!(

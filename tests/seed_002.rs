@@ -1,11 +1,12 @@
 //! Seed 002, an AI-app platform's "Create Project": projects hold keys and end users, tier
 //! limits, name 3-100 characters, description at most 500, and the 403/422 bodies.
 
-use keygate::quota::{
+use keygate::Refusal;
+use keygate::{AccountId, Catalog, Issuer, KeySpec, ProjectId, Scope, Timestamp, issue};
+use keygate::{
     Limits, MAX_PROJECT_DESCRIPTION_LEN, MAX_PROJECT_NAME_LEN, MIN_PROJECT_NAME_LEN, QuotaError,
     Tier, validate_project,
 };
-use keygate::{AccountId, Catalog, Issuer, KeySpec, ProjectId, Scope, Timestamp, issue};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -41,7 +42,7 @@ fn free_tier_developers_create_up_to_5_projects() {
     assert_eq!(err, QuotaError::ProjectLimit { limit: 5 });
     assert_eq!(err.status(), 403);
     assert_eq!(
-        serde_json::to_value(err.body()).unwrap(),
+        serde_json::to_value(err.body(&Catalog::read_write_delete())).unwrap(),
         json!({"error": "Project limit reached"})
     );
     assert!(Tier::CloudStarter.check_new_project(19).is_ok());
@@ -75,7 +76,7 @@ fn keys_per_project_are_capped_when_issuing() {
     assert!(keys.iter().all(|k| k.scope() == Scope::Project(project)));
     assert_eq!(refusal.status(), 403);
     assert_eq!(
-        serde_json::to_value(refusal.body()).unwrap(),
+        serde_json::to_value(refusal.body(&Catalog::read_write_delete())).unwrap(),
         json!({"error": "API key limit reached"})
     );
     assert!(Tier::CloudStarter.check_new_key(9).is_ok());
@@ -88,7 +89,7 @@ fn end_users_per_project_are_capped() {
     let err = Tier::FreeStarter.check_new_end_user(100).unwrap_err();
     assert_eq!(err.status(), 403);
     assert_eq!(
-        serde_json::to_value(err.body()).unwrap(),
+        serde_json::to_value(err.body(&Catalog::read_write_delete())).unwrap(),
         json!({"error": "End user limit reached"})
     );
     assert!(Tier::CloudStarter.check_new_end_user(10_000).is_err());

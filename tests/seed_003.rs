@@ -5,6 +5,7 @@
     reason = "test helpers outside #[test] functions: a failed unwrap is a failed test"
 )]
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Catalog, IssueError, IssuedKey, Issuer, KeySpec, ProjectId, Scope, Timestamp,
     TokenFormat, issue,

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, ApiKeyRecord, Catalog, Decision, Deny, Escalation, IssueError,
     Issuer, KeySpec, ProjectId, RateLimit, Resource, Scope, Timestamp, authorize, issue,

@@ -5,8 +5,8 @@
 
 use core::fmt::Debug;
 
-use keygate::catalog::{CatalogSpec, RoleSpec};
-use keygate::ratelimit::RateLimitSpec;
+use keygate::{CatalogSpec, RoleSpec};
+use keygate::RateLimitSpec;
 use keygate::{
     AccountId, ApiKey, ApiKeyRecord, Catalog, KeyId, KeyState, ProjectId, RateLimit,
     RateLimitState, RetiredSecret, Scope, Tier, Timestamp, TokenHash, Usage,

@@ -1,0 +1,293 @@
+//! What a new key should be ([`KeySpec`]), and its validation into a well-formed request.
+
+use core::time::Duration;
+
+use crate::catalog::{Catalog, CatalogError, PermissionSet, Role};
+use crate::issue::ValidationErrors;
+use crate::key::ApiKey;
+use crate::ratelimit::RateLimit;
+use crate::scope::Scope;
+use crate::timestamp::Timestamp;
+use crate::token::{Token, TokenFormat};
+
+/// The longest key name accepted, in characters.
+pub const MAX_KEY_NAME_LEN: usize = 100;
+/// The longest comment accepted, in characters.
+pub const MAX_COMMENT_LEN: usize = 500;
+/// The most tags one key may carry.
+pub const MAX_TAGS: usize = 20;
+/// The longest tag accepted, in characters.
+pub const MAX_TAG_LEN: usize = 64;
+/// The longest `created_by` accepted, in characters.
+pub const MAX_CREATED_BY_LEN: usize = 255;
+
+/// How much of a caller's input a message echoes back: the input may be arbitrarily long.
+pub(super) const ECHO_LEN: usize = 64;
+
+/// What the new key should be. Everything but the name is optional, and the defaults are the
+/// issuer's: its full permission set, its scope, and (for a key issuer) its expiry.
+///
+/// ```
+/// use keygate::{KeySpec, ProjectId, RateLimit};
+/// use std::time::Duration;
+/// let spec = KeySpec::named("CI")
+///     .permissions(["agents:*", "calls:read"])
+///     .project(ProjectId::from_u64(42))
+///     .ttl(Duration::from_secs(86_400))
+///     .rate_limit(RateLimit::per_period(100, 60)?)
+///     .tag("ci")
+///     .comment("nightly build");
+/// assert_eq!(spec.name(), "CI");
+/// # Ok::<(), keygate::RateLimitError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    pub(super) name: String,
+    pub(super) permissions: Option<Vec<String>>,
+    pub(super) role: Option<String>,
+    pub(super) scope: Option<Scope>,
+    pub(super) expires_at: Option<Timestamp>,
+    pub(super) ttl: Option<Duration>,
+    pub(super) rate_limit: Option<RateLimit>,
+    pub(super) tags: Vec<String>,
+    pub(super) comment: Option<String>,
+    pub(super) created_by: Option<String>,
+    pub(super) format: TokenFormat,
+}
+
+impl KeySpec {
+    /// A key called `name` (stored trimmed), with every other setting at its default.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            permissions: None,
+            role: None,
+            scope: None,
+            expires_at: None,
+            ttl: None,
+            rate_limit: None,
+            tags: Vec::new(),
+            comment: None,
+            created_by: None,
+            format: TokenFormat::default(),
+        }
+    }
+
+    /// Permission names or patterns (`agents:*`, `*:read`, `*`), expanded against the catalog.
+    /// Without this the key gets its role's permissions, or else the issuer's full set.
+    pub fn permissions<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.permissions = Some(patterns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A catalog role (seed 003's scopes, such as `member`). The key gets the role's permissions,
+    /// narrowed to [`permissions`](Self::permissions) if those are given too (they must then lie
+    /// within the role).
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// Confines the key to one project.
+    pub fn project(self, project: crate::scope::ProjectId) -> Self {
+        self.scope(Scope::Project(project))
+    }
+
+    /// Asks for an account-wide key (only an account-wide issuer may grant it).
+    pub fn account_wide(self) -> Self {
+        self.scope(Scope::Account)
+    }
+
+    /// Sets the scope. Without this the key gets the issuer's scope: account-wide from an
+    /// account-wide issuer, the issuer's project from a project-scoped one.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Expires at this instant (exclusive). Not together with [`ttl`](Self::ttl).
+    pub fn expires_at(mut self, expires_at: Timestamp) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    /// Expires this long after it is issued. Not together with [`expires_at`](Self::expires_at).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// [`ttl`](Self::ttl) in whole seconds, as request bodies carry it.
+    pub fn ttl_seconds(self, seconds: u64) -> Self {
+        self.ttl(Duration::from_secs(seconds))
+    }
+
+    /// The key's rate limit (seed 004's rate-limit configuration).
+    pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// Adds a tag (seed 003).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Adds tags (seed 003).
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// A comment stored on the key (seed 003).
+    pub fn comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+
+    /// Who creates the key (seed 004's user id). Without this, a user issuer's id is recorded.
+    pub fn created_by(mut self, user_id: impl Into<String>) -> Self {
+        self.created_by = Some(user_id.into());
+        self
+    }
+
+    /// The token format; [`TokenFormat::default`] (`idc_` + 32 alphanumerics) if not set.
+    pub fn format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The requested name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A freshly issued key and its token. The token is the only copy of the secret: show it once,
+/// store only [`ApiKey::token_hash`].
+#[derive(Debug)]
+pub struct IssuedKey {
+    /// The record to store.
+    pub key: ApiKey,
+    /// The secret to hand to the caller, once.
+    pub token: Token,
+}
+
+/// Caps an echoed input at [`ECHO_LEN`] characters.
+pub(super) fn echo(input: &str) -> String {
+    let mut out: String = input.chars().take(ECHO_LEN).collect();
+    if input.chars().nth(ECHO_LEN).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The message for a permission pattern the catalog refused.
+fn pattern_message(error: &CatalogError) -> String {
+    match error {
+        CatalogError::UnknownPermission(p) => format!("Unknown permission: {}", echo(p)),
+        CatalogError::NoMatch(p) => format!("Permission pattern {} matches no permission", echo(p)),
+        CatalogError::InvalidPattern(p) => format!("Invalid permission pattern: {}", echo(p)),
+        other => echo(&other.to_string()),
+    }
+}
+
+/// Checks a text field that is stored trimmed: not blank, at most `max` characters.
+fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
+    let value = value.trim();
+    if value.is_empty() {
+        errors.push(format!("{field} can't be blank"));
+    } else if value.chars().count() > max {
+        errors.push(format!("{field} is too long (maximum is {max} characters)"));
+    }
+}
+
+/// A request that passed validation: what it asks for, resolved against the catalog.
+pub(super) struct Request<'c> {
+    /// The explicit permissions, expanded.
+    pub(super) permissions: Option<PermissionSet>,
+    pub(super) role: Option<&'c Role>,
+    pub(super) expires_at: Option<Timestamp>,
+}
+
+/// Every malformed part of `spec`, or what it resolves to.
+pub(super) fn validate<'c>(
+    catalog: &'c Catalog,
+    spec: &KeySpec,
+    now: Timestamp,
+) -> Result<Request<'c>, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    check_text(&mut errors, "Name", &spec.name, MAX_KEY_NAME_LEN);
+
+    if spec.expires_at.is_some() && spec.ttl.is_some() {
+        errors.push("Specify an expiration date or a time to live, not both");
+    }
+    if spec.expires_at.is_some_and(|e| e <= now) {
+        errors.push("Expiration date must be in the future");
+    }
+    if spec.ttl.is_some_and(|t| t.is_zero()) {
+        errors.push("Time to live must be greater than 0 seconds");
+    }
+
+    let mut permissions = PermissionSet::EMPTY;
+    for pattern in spec.permissions.iter().flatten() {
+        match catalog.expand([pattern]) {
+            Ok(set) => permissions = permissions.union(&set),
+            Err(e) => errors.push(pattern_message(&e)),
+        }
+    }
+    let role = match &spec.role {
+        None => None,
+        Some(name) => {
+            let found = catalog.role(name);
+            if found.is_none() {
+                errors.push(format!("Unknown role: {}", echo(name)));
+            }
+            found
+        }
+    };
+    if let Some(role) = role
+        && spec.permissions.is_some()
+        && !permissions.is_subset(role.permissions())
+    {
+        errors.push(format!(
+            "Permissions must lie within the role {}",
+            role.name()
+        ));
+    }
+
+    if spec.tags.len() > MAX_TAGS {
+        errors.push(format!("Too many tags (maximum is {MAX_TAGS})"));
+    }
+    for tag in &spec.tags {
+        check_text(&mut errors, "Tag", tag, MAX_TAG_LEN);
+    }
+    if let Some(comment) = &spec.comment
+        && comment.chars().count() > MAX_COMMENT_LEN
+    {
+        errors.push(format!(
+            "Comment is too long (maximum is {MAX_COMMENT_LEN} characters)"
+        ));
+    }
+    if let Some(created_by) = &spec.created_by {
+        check_text(&mut errors, "Created by", created_by, MAX_CREATED_BY_LEN);
+    }
+
+    errors.into_result()?;
+    Ok(Request {
+        permissions: spec.permissions.is_some().then_some(permissions),
+        role,
+        expires_at: spec
+            .expires_at
+            .or_else(|| spec.ttl.map(|ttl| now.saturating_add(ttl))),
+    })
+}

@@ -1,0 +1,209 @@
+use super::index::prefix_of;
+use super::*;
+use crate::catalog::Catalog;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+impl Keyring {
+    /// Panics unless every invariant of the index holds.
+    fn assert_consistent(&self) {
+        assert!(self.keys[0].is_revoked(), "slot 0 is the dummy");
+        assert_eq!(self.keys.len(), self.states.len());
+        assert_eq!(self.slots.len(), self.len());
+        assert!(
+            self.index
+                .entries
+                .windows(2)
+                .all(|w| w[0].prefix < w[1].prefix),
+            "index sorted with unique prefixes"
+        );
+        let mut expected: Vec<IndexEntry> = Vec::new();
+        for (slot, key) in self.keys.iter().enumerate().skip(1) {
+            let slot = u32::try_from(slot).unwrap();
+            assert_eq!(self.slots[&key.id()], slot);
+            expected.extend(entries_for(key, slot));
+        }
+        expected.sort_unstable_by_key(|e| e.prefix);
+        assert_eq!(self.index.entries, expected);
+        for entry in &self.index.entries {
+            assert_eq!(entry.prefix, prefix_of(&entry.hash));
+        }
+        let prefixes: Vec<u64> = self.index.entries.iter().map(|e| e.prefix).collect();
+        assert_eq!(self.index.prefixes.sorted, prefixes);
+    }
+}
+
+fn key(rng: &mut StdRng, token: &Token) -> ApiKey {
+    let catalog = Catalog::read_write_delete();
+    ApiKey::new(
+        KeyId::random(rng),
+        "k",
+        AccountId::from_u64(1),
+        Scope::Account,
+        catalog.all(),
+        token.hash(),
+        Timestamp::EPOCH,
+    )
+}
+
+#[test]
+fn index_stays_consistent_through_every_operation() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut ring = Keyring::default();
+    ring.assert_consistent();
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let token = ring.format().mint(&mut rng);
+        let key = key(&mut rng, &token);
+        ids.push(key.id());
+        ring.insert(key).unwrap();
+        ring.assert_consistent();
+    }
+    let now = Timestamp::from_unix_seconds(10);
+    for (i, id) in ids.iter().enumerate() {
+        let grace = (i % 2 == 0).then(|| Duration::from_secs(30));
+        ring.rotate(*id, now, grace, &mut rng).unwrap();
+        ring.assert_consistent();
+    }
+    for id in ids.iter().step_by(3) {
+        ring.remove(*id).unwrap();
+        ring.assert_consistent();
+    }
+    for id in ids.iter().skip(1).step_by(3) {
+        ring.revoke(*id, now).unwrap();
+        ring.rotate(*id, now, None, &mut rng).unwrap_err();
+        ring.assert_consistent();
+    }
+    let rebuilt = Keyring::from_keys(TokenFormat::default(), ring.iter().cloned()).unwrap();
+    rebuilt.assert_consistent();
+    assert_eq!(rebuilt.len(), ring.len());
+}
+
+/// One step of a random life: what the model test does to a keyring.
+#[derive(Debug, Clone)]
+enum Op {
+    Insert,
+    Remove(usize),
+    Revoke(usize),
+    Rotate(usize, Option<u64>),
+    Prune,
+    Advance(u64),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => Just(Op::Insert),
+        1 => any::<usize>().prop_map(Op::Remove),
+        1 => any::<usize>().prop_map(Op::Revoke),
+        2 => (any::<usize>(), proptest::option::of(0u64..5)).prop_map(|(i, g)| Op::Rotate(i, g)),
+        1 => Just(Op::Prune),
+        1 => (0u64..4).prop_map(Op::Advance),
+    ]
+}
+
+proptest::proptest! {
+    /// After any sequence of operations the index is consistent, and every token ever
+    /// handed out authenticates exactly when a plain model says it should.
+    #[test]
+    fn random_lives_agree_with_a_plain_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut rng = StdRng::seed_from_u64(99);
+        let mut ring = Keyring::default();
+        let mut now = Timestamp::from_unix_seconds(1);
+        // Model: each token -> (key id, valid until); plus the set of revoked ids.
+        let mut tokens: Vec<(Token, KeyId, Timestamp)> = Vec::new();
+        let mut ids: Vec<KeyId> = Vec::new();
+        let mut revoked: Vec<KeyId> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Insert => {
+                    let token = ring.format().mint(&mut rng);
+                    let key = key(&mut rng, &token);
+                    ids.push(key.id());
+                    tokens.push((token, key.id(), Timestamp::MAX));
+                    ring.insert(key).unwrap();
+                }
+                Op::Remove(i) if !ids.is_empty() => {
+                    let id = ids.remove(i % ids.len());
+                    ring.remove(id).unwrap();
+                    // A removed key's tokens are unknown from now on.
+                    for (_, owner, until) in tokens.iter_mut() {
+                        if *owner == id {
+                            *until = Timestamp::from_unix_micros(i64::MIN);
+                        }
+                    }
+                }
+                Op::Revoke(i) if !ids.is_empty() => {
+                    let id = ids[i % ids.len()];
+                    ring.revoke(id, now).unwrap();
+                    revoked.push(id);
+                }
+                Op::Rotate(i, grace) if !ids.is_empty() => {
+                    let id = ids[i % ids.len()];
+                    let grace = grace.map(Duration::from_secs);
+                    match ring.rotate(id, now, grace, &mut rng) {
+                        Ok(token) => {
+                            let end = grace.filter(|g| !g.is_zero()).map(|g| now + g);
+                            for (_, owner, until) in tokens.iter_mut() {
+                                if *owner == id {
+                                    // The current secret gets the grace period; an older
+                                    // retired one ends now.
+                                    *until = match (*until == Timestamp::MAX, end) {
+                                        (true, Some(end)) => end,
+                                        _ => (*until).min(now),
+                                    };
+                                }
+                            }
+                            tokens.push((token, id, Timestamp::MAX));
+                        }
+                        Err(error) => {
+                            proptest::prop_assert!(revoked.contains(&id), "{error}");
+                        }
+                    }
+                }
+                Op::Prune => {
+                    ring.prune(now);
+                }
+                Op::Advance(seconds) => now = now + Duration::from_secs(seconds),
+                Op::Remove(_) | Op::Revoke(_) | Op::Rotate(..) => {}
+            }
+            ring.assert_consistent();
+            proptest::prop_assert_eq!(ring.len(), ids.len());
+            for (token, owner, until) in &tokens {
+                let expected = if *until <= now {
+                    Err(Deny::UnknownKey)
+                } else if revoked.contains(owner) {
+                    Err(Deny::Revoked)
+                } else {
+                    Ok(*owner)
+                };
+                let got = ring.authenticate(token.expose_secret(), now).map(ApiKey::id);
+                proptest::prop_assert_eq!(got, expected);
+            }
+        }
+    }
+}
+
+#[test]
+fn prefix_collisions_are_refused() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let token = TokenFormat::default().mint(&mut rng);
+    let mut ring = Keyring::default();
+    let first = key(&mut rng, &token);
+    ring.insert(first.clone()).unwrap();
+    // Same first 8 bytes, different rest.
+    let mut bytes = *token.hash().as_bytes();
+    bytes[31] ^= 1;
+    let mut second = key(&mut rng, &token);
+    second.token_hash = TokenHash::from_bytes(bytes);
+    let id = second.id();
+    assert_eq!(
+        ring.insert(second.clone()),
+        Err(KeyringError::PrefixCollision(id))
+    );
+    assert!(matches!(
+        Keyring::from_keys(TokenFormat::default(), [first, second]),
+        Err(KeyringError::PrefixCollision(_))
+    ));
+    ring.assert_consistent();
+}
