@@ -133,6 +133,8 @@ pub struct ApiKey {
     pub(crate) tags: Vec<String>,
     pub(crate) comment: Option<String>,
     pub(crate) created_by: Option<String>,
+    pub(crate) issued_by: Option<KeyId>,
+    pub(crate) role_ceiling: Option<String>,
 }
 
 impl ApiKey {
@@ -178,6 +180,8 @@ impl ApiKey {
             tags: Vec::new(),
             comment: None,
             created_by: None,
+            issued_by: None,
+            role_ceiling: None,
         }
     }
 
@@ -249,9 +253,22 @@ impl ApiKey {
     pub fn comment(&self) -> Option<&str> {
         self.comment.as_deref()
     }
-    /// Who created the key (seed 004's user id), if recorded.
+    /// Who created the key (seed 004's user id), if recorded. A key issued by another key
+    /// inherits its issuer's creator: the user on whose behalf the whole chain acts, and whose
+    /// current permissions cap it (see [`Keyring::set_creator_cap`](crate::Keyring::set_creator_cap)).
     pub fn created_by(&self) -> Option<&str> {
         self.created_by.as_deref()
+    }
+    /// The key that issued this one, if a key did (revoking that key can revoke this one too:
+    /// [`Keyring::revoke_tree`](crate::Keyring::revoke_tree)).
+    pub fn issued_by(&self) -> Option<KeyId> {
+        self.issued_by
+    }
+    /// The highest catalog role this key, and every key it issues, may be granted: its own role,
+    /// or the role ceiling of whoever issued it. It survives a role-less key in the middle of a
+    /// chain, so no descendant is ever granted a role ranked above every ancestor's.
+    pub fn role_ceiling(&self) -> Option<&str> {
+        self.role.as_deref().or(self.role_ceiling.as_deref())
     }
 
     /// Whether the key was revoked.
@@ -326,6 +343,8 @@ impl ApiKey {
             tags: self.tags.clone(),
             comment: self.comment.clone(),
             created_by: self.created_by.clone(),
+            issued_by: self.issued_by,
+            role_ceiling: self.role_ceiling.clone(),
         }
     }
 
@@ -351,6 +370,8 @@ impl ApiKey {
             tags: record.tags,
             comment: record.comment,
             created_by: record.created_by,
+            issued_by: record.issued_by,
+            role_ceiling: record.role_ceiling,
         })
     }
 }
@@ -416,4 +437,10 @@ pub struct ApiKeyRecord {
     /// Creator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The key that issued this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<KeyId>,
+    /// The role ceiling inherited from the issuer, for a key issued without a role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_ceiling: Option<String>,
 }

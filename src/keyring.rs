@@ -1,6 +1,8 @@
 //! The embedded key store: token hash → key, with a constant-time lookup (see [`Keyring`]).
 
+mod caps;
 mod index;
+mod manage;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -10,7 +12,6 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use rand::CryptoRng;
 use subtle::{Choice, ConditionallySelectable};
 
 use crate::authorize::{Action, code, decision_for, liveness_code, reason_code};
@@ -19,12 +20,10 @@ use crate::decision::{Decision, Deny};
 use crate::key::{ApiKey, KeyId, LifecycleError};
 use crate::scope::{AccountId, Resource, Scope};
 use crate::timestamp::Timestamp;
-use crate::token::{Token, TokenFormat, TokenHash};
+use crate::token::{TokenFormat, TokenHash};
+use caps::CreatorCaps;
 use index::{IndexEntry, SecretIndex, entries_for};
-pub use state::KeyState;
-/// How many tokens [`Keyring::rotate`] mints before giving up on an index collision. One is
-/// enough with a working RNG; a few more make a 2⁻⁶⁴ accident invisible.
-const ROTATE_ATTEMPTS: usize = 4;
+pub use state::{KeyState, MAX_RATE_LIMIT_CHAIN};
 
 /// A keyring operation was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +45,14 @@ pub enum KeyringError {
     /// The key refused the operation (a revoked key cannot be rotated).
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// The permit is for another operation than the one asked for.
+    #[error("a permit to {got} was presented to {expected}")]
+    WrongPermit {
+        /// The operation asked for.
+        expected: &'static str,
+        /// The operation the permit allows.
+        got: &'static str,
+    },
     /// The keyring holds as many keys as it can address (about four billion).
     #[error("keyring is full")]
     Full,
@@ -150,6 +157,10 @@ pub struct Keyring {
     /// Exactly the entries of [`entries_for`] of every real key.
     index: SecretIndex,
     slots: HashMap<KeyId, u32>,
+    /// Every creator's current permissions.
+    caps: CreatorCaps,
+    /// `cap_slots[slot]` is the cap slot of `keys[slot]`'s creator.
+    cap_slots: Vec<u32>,
 }
 
 impl fmt::Debug for Keyring {
@@ -181,6 +192,8 @@ impl Keyring {
             states: vec![KeyState::default()],
             index: SecretIndex::default(),
             slots: HashMap::new(),
+            caps: CreatorCaps::default(),
+            cap_slots: vec![caps::NO_CREATOR_SLOT],
         }
     }
 
@@ -206,6 +219,7 @@ impl Keyring {
                 Entry::Vacant(vacant) => vacant.insert(slot),
             };
             entries.extend(entries_for(&key, slot));
+            ring.cap_slots.push(ring.caps.slot_for(key.created_by()));
             ring.keys.push(key);
             ring.states.push(KeyState::default());
         }
@@ -274,6 +288,7 @@ impl Keyring {
         self.index.check(&key, slot)?;
         self.index.put(&key, slot);
         self.slots.insert(key.id(), slot);
+        self.cap_slots.push(self.caps.slot_for(key.created_by()));
         self.keys.push(key);
         self.states.push(KeyState::default());
         Ok(())
@@ -294,88 +309,8 @@ impl Keyring {
         }
         let key = self.keys.swap_remove(index);
         let state = self.states.swap_remove(index);
+        self.cap_slots.swap_remove(index);
         Some((key, state))
-    }
-
-    /// Revokes a key now: every one of its tokens, current or in a grace period, is refused from
-    /// `now` on. Revoking again keeps the first time.
-    pub fn revoke(&mut self, id: KeyId, now: Timestamp) -> Result<(), KeyringError> {
-        self.update(id, |mut key| {
-            key.revoke(now);
-            key
-        })
-    }
-
-    /// Gives a key a new secret, keeping its id, metadata and state, and returns the new token
-    /// (show it once).
-    ///
-    /// Without a grace period (`None` or zero) the old token is refused at once, as seed 001
-    /// says; with one, it keeps working until `now + grace` (exclusive). Only the latest retired
-    /// secret is kept, so rotating again ends an earlier grace period.
-    ///
-    /// ```
-    /// use keygate::{AccountId, ApiKey, Deny, KeyId, Keyring, PermissionSet, Scope, Timestamp};
-    /// use rand::SeedableRng;
-    /// use std::time::Duration;
-    ///
-    /// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    /// let mut keyring = Keyring::default();
-    /// let old = keyring.format().mint(&mut rng);
-    /// let id = KeyId::random(&mut rng);
-    /// keyring.insert(ApiKey::new(id, "ci", AccountId::from_u64(1), Scope::Account,
-    ///     PermissionSet::EMPTY, old.hash(), Timestamp::EPOCH))?;
-    ///
-    /// let now = Timestamp::from_unix_seconds(100);
-    /// let new = keyring.rotate(id, now, Some(Duration::from_secs(60)), &mut rng)?;
-    /// assert!(keyring.authenticate(new.expose_secret(), now).is_ok());
-    /// assert!(keyring.authenticate(old.expose_secret(), now).is_ok());
-    /// let later = now + Duration::from_secs(60);
-    /// assert_eq!(keyring.authenticate(old.expose_secret(), later).err(), Some(Deny::UnknownKey));
-    /// # Ok::<(), keygate::KeyringError>(())
-    /// ```
-    pub fn rotate<R: CryptoRng + ?Sized>(
-        &mut self,
-        id: KeyId,
-        now: Timestamp,
-        grace: Option<Duration>,
-        rng: &mut R,
-    ) -> Result<Token, KeyringError> {
-        let slot = self.slot_of(id)?;
-        let current = self.key_at(slot).ok_or(KeyringError::UnknownKeyId(id))?;
-        let mut last_error = KeyringError::UnknownKeyId(id);
-        for _ in 0..ROTATE_ATTEMPTS {
-            let mut next = current.clone();
-            let token = next.rotate(&self.format, now, grace, rng)?;
-            match self.index.check(&next, slot) {
-                Ok(()) => {
-                    self.replace(slot, next);
-                    return Ok(token);
-                }
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
-    }
-
-    /// Changes a key through `f`, which gets the key by value (so builders such as
-    /// [`ApiKey::with_expiry`] work) and returns the new version. The index follows any change of
-    /// secret. Fails, changing nothing, if the new version's secrets clash with another key's.
-    ///
-    /// The key id cannot change this way (`f`'s result keeps the original id), and neither can a
-    /// revocation be undone: revocation is final.
-    pub fn update<F>(&mut self, id: KeyId, f: F) -> Result<(), KeyringError>
-    where
-        F: FnOnce(ApiKey) -> ApiKey,
-    {
-        let slot = self.slot_of(id)?;
-        let current = self.key_at(slot).ok_or(KeyringError::UnknownKeyId(id))?;
-        let revoked_at = current.revoked_at;
-        let mut next = f(current.clone());
-        next.id = id;
-        next.revoked_at = revoked_at.or(next.revoked_at);
-        self.index.check(&next, slot)?;
-        self.replace(slot, next);
-        Ok(())
     }
 
     /// Forgets every retired secret whose grace period has ended by `now`, from the keys and the
@@ -407,6 +342,110 @@ impl Keyring {
     ) -> impl Iterator<Item = &ApiKey> + '_ {
         self.iter()
             .filter(move |key| key.expires_within(now, window))
+    }
+
+    /// Sets `creator`'s current permissions: from now on every key that records `creator` as its
+    /// creator (issued by them, or by a key of theirs) authorizes only what it holds *and* `cap`
+    /// holds. Demoting a user shrinks their keys at once; promoting them back restores the keys'
+    /// frozen sets, never more.
+    ///
+    /// A creator whose cap was never set is uncapped (the keyring cannot know a user's rights
+    /// unless told): give every creator's cap at start-up to have every key capped.
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Action, Catalog, Decision, Deny, Issuer, KeySpec, Keyring,
+    ///     Resource, Scope, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::read_write_delete();
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let acct = AccountId::from_u64(1);
+    /// let alice = Issuer::user(acct, Scope::Account, catalog.all()).with_user_id("alice");
+    /// let issued = issue(&catalog, &alice, KeySpec::named("deploy"), now, &mut rng)?;
+    /// let mut keyring = Keyring::default();
+    /// keyring.insert(issued.key)?;
+    /// let token = issued.token.expose_secret();
+    /// let delete = Action::named(&catalog, "delete")?;
+    /// let here = Resource::listing(acct);
+    /// assert_eq!(keyring.authorize(token, delete, &here, now), Decision::Allow);
+    ///
+    /// keyring.set_creator_cap("alice", catalog.expand(["read"])?); // alice is demoted
+    /// assert_eq!(keyring.authorize(token, delete, &here, now),
+    ///     Decision::Deny(Deny::MissingPermission(delete.permission())));
+    /// keyring.remove_creator("alice"); // alice leaves: her keys do nothing
+    /// let read = Action::named(&catalog, "read")?;
+    /// assert!(!keyring.authorize(token, read, &here, now).is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_creator_cap(&mut self, creator: &str, cap: PermissionSet) {
+        self.caps.set(creator, cap);
+    }
+
+    /// Removes `creator`: every key they created, directly or through their keys, is disabled
+    /// (its cap becomes empty, so every action is [`Deny::MissingPermission`]).
+    pub fn remove_creator(&mut self, creator: &str) {
+        self.caps.set(creator, PermissionSet::EMPTY);
+    }
+
+    /// `creator`'s current cap, if one was set or a key of theirs was seen (uncapped until set).
+    pub fn creator_cap(&self, creator: &str) -> Option<&PermissionSet> {
+        self.caps.of(creator)
+    }
+
+    /// The cap on the key with this id: its creator's current permissions
+    /// ([`PermissionSet::ALL`] for a key that records no creator).
+    pub fn cap_of(&self, id: KeyId) -> Option<&PermissionSet> {
+        let slot = self.slot_of(id).ok()?;
+        Some(self.caps.get(self.cap_slot_at(slot)))
+    }
+
+    /// What the key with this id can do now: its frozen set capped by its creator's current
+    /// permissions. Nothing for a key this keyring does not hold.
+    pub fn effective_permissions(&self, id: KeyId) -> PermissionSet {
+        match self.slot_of(id) {
+            Ok(slot) => self.key_at(slot).map_or(PermissionSet::EMPTY, |key| {
+                key.permissions()
+                    .intersection(self.caps.get(self.cap_slot_at(slot)))
+            }),
+            Err(_) => PermissionSet::EMPTY,
+        }
+    }
+
+    /// [`authorize_capped`](crate::authorize_capped) for a key already in hand (from
+    /// [`authenticate`](Self::authenticate)), with this keyring's cap on it. A key this keyring
+    /// does not hold (removed since) is capped to nothing.
+    pub fn authorize_key(
+        &self,
+        key: &ApiKey,
+        action: Action,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Decision {
+        let cap = match self.slot_of(key.id()) {
+            Ok(slot) => *self.caps.get(self.cap_slot_at(slot)),
+            Err(_) => PermissionSet::EMPTY,
+        };
+        decision_for(
+            reason_code(key, &cap, action, resource, now),
+            action.permission(),
+        )
+    }
+
+    /// The key with this id as the caller of [`issue`](crate::issue()) or
+    /// [`manage`](crate::manage()): as this keyring holds it now (so a revocation since it was
+    /// authenticated counts), active at `now`, and capped by its creator's current permissions,
+    /// so that a demoted creator's keys can neither issue nor manage beyond what the creator can
+    /// do now. A key this keyring does not hold is [`Deny::UnknownKey`] (401).
+    pub fn issuer(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        id: KeyId,
+        now: Timestamp,
+    ) -> Result<crate::issue::Issuer, crate::issue::IssueError> {
+        let key = self
+            .get(id)
+            .ok_or(crate::issue::IssueError::IssuerKey(Deny::UnknownKey))?;
+        Ok(crate::issue::Issuer::key(catalog, key, now)?.capped(&self.effective_permissions(id)))
     }
 
     /// The active key a presented token belongs to.
@@ -449,7 +488,8 @@ impl Keyring {
         let Some(key) = self.key_at(slot) else {
             return Decision::Deny(Deny::UnknownKey);
         };
-        let mut reason = reason_code(key, action, resource, now);
+        let cap = self.caps.get(self.cap_slot_at(slot));
+        let mut reason = reason_code(key, cap, action, resource, now);
         reason.conditional_assign(&code::UNKNOWN_KEY, !found);
         decision_for(reason, action.permission())
     }
@@ -469,6 +509,14 @@ impl Keyring {
         // The entry's slot even on a miss, so that a miss touches a stored key's memory as a hit
         // does; callers replace the decision by `UnknownKey` when `found` is false.
         (slot, format_ok & matched)
+    }
+
+    fn cap_slot_at(&self, slot: u32) -> u32 {
+        usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.cap_slots.get(s))
+            .copied()
+            .unwrap_or(caps::NO_CREATOR_SLOT)
     }
 
     fn slot_of(&self, id: KeyId) -> Result<u32, KeyringError> {
@@ -494,6 +542,13 @@ impl Keyring {
     /// Puts `key` in `slot`, replacing its secrets in the index. The checks must have passed.
     fn replace(&mut self, slot: u32, key: ApiKey) {
         self.index.put(&key, slot);
+        let cap_slot = self.caps.slot_for(key.created_by());
+        if let Some(place) = usize::try_from(slot)
+            .ok()
+            .and_then(|i| self.cap_slots.get_mut(i))
+        {
+            *place = cap_slot;
+        }
         if let Some(place) = usize::try_from(slot)
             .ok()
             .and_then(|i| self.keys.get_mut(i))

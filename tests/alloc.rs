@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
-    Timestamp, authorize,
+    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, Permit, ProjectId,
+    Resource, Scope, Timestamp, authorize,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -61,11 +61,16 @@ fn keyring_lookups_do_not_allocate_on_hit_or_miss() {
         );
         let id = key.id();
         ring.insert(key).unwrap();
-        ring.rotate(id, now, Some(Duration::from_secs(1)), &mut rng)
-            .unwrap();
+        ring.rotate(
+            &Permit::operator_rotate(id),
+            now,
+            Some(Duration::from_secs(1)),
+            &mut rng,
+        )
+        .unwrap();
         id
     };
-    ring.revoke(ids[1], now).unwrap();
+    ring.revoke(&Permit::operator_revoke(ids[1]), now).unwrap();
 
     let read = Action::named(&catalog, "read").unwrap();
     let resource = Resource::in_project(account, ProjectId::from_u64(9));

@@ -295,12 +295,21 @@ fn model(
         (Some(r), Some(e)) => e.is_subset(r.permissions()),
         _ => true,
     };
-    if step.blank_name || !expiry_ok || !role_fits {
+    let explicitly_empty =
+        matches!(step.permissions, PermPlan::Mask { .. }) && explicit.is_some_and(|e| e.is_empty());
+    if step.blank_name || !expiry_ok || !role_fits || explicitly_empty {
         return Expected::Invalid;
     }
-    let grant = explicit
-        .or_else(|| role.map(|r| *r.permissions()))
-        .unwrap_or(*issuer_perms);
+    // `*` grants what the issuer holds; it reaches too far only when the issuer holds nothing.
+    if matches!(step.permissions, PermPlan::Everything) && issuer_perms.is_empty() {
+        return Expected::Escalation;
+    }
+    let grant = match step.permissions {
+        PermPlan::Everything => Some(*issuer_perms),
+        PermPlan::Default | PermPlan::Mask { .. } => explicit,
+    }
+    .or_else(|| role.map(|r| *r.permissions()))
+    .unwrap_or(*issuer_perms);
     let role_ok = role.is_none_or(|r| {
         r.permissions().is_subset(issuer_perms) && issuer_rank.is_none_or(|rank| r.rank() <= rank)
     });
@@ -486,20 +495,18 @@ fn run_chain(plan: &CatalogPlan, root: &RootPlan, steps: &[StepPlan], seed: u64)
             }
         }
 
-        // The child issues next, if it may.
-        match Issuer::key(&catalog, &child, now) {
-            Ok(next) => {
-                assert!(bool::from(child.permissions().contains(manage)));
-                issuer = next;
-                ancestors.push(child);
-            }
-            Err(IssueError::IssuerKey(Deny::MissingPermission(p))) => {
-                assert_eq!(p, manage);
-                assert!(!bool::from(child.permissions().contains(manage)));
-                break;
-            }
-            Err(other) => panic!("a fresh, active child refused as issuer: {other:?}"),
+        // The child issues next, if it may: any active key is a caller, but only one holding
+        // the key-management permission issues.
+        let next = Issuer::key(&catalog, &child, now).unwrap();
+        if !bool::from(child.permissions().contains(manage)) {
+            assert_eq!(
+                issue(&catalog, &next, KeySpec::named("k"), now, &mut rng).map(|_| ()),
+                Err(IssueError::IssuerKey(Deny::MissingPermission(manage)))
+            );
+            break;
         }
+        issuer = next;
+        ancestors.push(child);
     }
     // An ancestor that expired is refused as issuer, as 401.
     if let Some(last) = ancestors.last()
