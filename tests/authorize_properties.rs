@@ -1,5 +1,5 @@
 //! Properties of `authorize` over random keys, actions, resources and times:
-//! - it agrees with the plain reference model on every input;
+//! - it agrees with the plain reference model on every input, with and without a creator cap;
 //! - no key ever reaches another account;
 //! - a project-scoped key never reaches another project, nor an account-level action.
 //!
@@ -18,7 +18,7 @@ use std::sync::LazyLock;
 use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, PermissionSet, ProjectId, Resource,
-    Scope, Timestamp, TokenHash, authorize,
+    Scope, Timestamp, TokenHash, authorize, authorize_capped,
 };
 use proptest::prelude::*;
 
@@ -108,6 +108,22 @@ proptest! {
             authorize(&key, action, &resource, now),
             common::reference::authorize(&key, action, &resource, now)
         );
+    }
+
+    #[test]
+    fn agrees_with_the_reference_model_under_a_creator_cap(
+        key in key(), cap in permission_set(), action in action(), resource in resource(),
+        now in time()
+    ) {
+        let decision = authorize_capped(&key, &cap, action, &resource, now);
+        prop_assert_eq!(
+            decision,
+            common::reference::authorize_capped(&key, &cap, action, &resource, now)
+        );
+        // The cap only ever takes away.
+        if decision == Decision::Allow {
+            prop_assert_eq!(authorize(&key, action, &resource, now), Decision::Allow);
+        }
     }
 
     #[test]

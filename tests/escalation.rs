@@ -8,6 +8,12 @@
 //! never outliving a key issuer. It then probes random actions, resources and times: whenever a
 //! descendant is allowed, every ancestor is too.
 //!
+//! A second property runs random sequences of every operation across several actors (users with
+//! ranked roles who are demoted and removed, keys issuing keys, every management operation) in
+//! the simulated world of `tests/common/world.rs`, whose oracle is: no key ever authorizes an
+//! action that some ancestor, or its creator's current cap, could not; no management operation
+//! succeeds on a key the caller could not have issued.
+//!
 //! The case count follows `PROPTEST_CASES` (default 256).
 #![expect(
     clippy::unwrap_used,
@@ -22,6 +28,8 @@ use keygate::{
     ProjectId, Resource, Scope, Timestamp, TokenHash, authorize, issue,
 };
 use proptest::prelude::*;
+
+mod common;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -530,4 +538,32 @@ proptest! {
     ) {
         run_chain(&plan, &root, &steps, seed);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
+
+    #[test]
+    fn no_sequence_of_operations_escalates(bytes in prop::collection::vec(any::<u8>(), 0..1_500)) {
+        common::world::World::run(&bytes);
+    }
+}
+
+/// The property above must exercise what it claims: over a fixed set of random byte strings,
+/// issues, management operations and allowed requests all happen.
+#[test]
+fn the_simulation_reaches_every_kind_of_operation() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut totals = [0u64; 3];
+    for _ in 0..64 {
+        let bytes: Vec<u8> = (0..1_500).map(|_| RngExt::random(&mut rng)).collect();
+        let counts = common::world::World::run(&bytes);
+        for (total, count) in totals.iter_mut().zip(counts) {
+            *total += count;
+        }
+    }
+    assert!(
+        totals.iter().all(|&t| t > 50),
+        "issues, manages, allowed probes: {totals:?}"
+    );
 }

@@ -6,6 +6,7 @@
 )]
 
 pub mod reference;
+pub mod world;
 
 use keygate::{AccountId, ApiKey, Catalog, KeyId, Scope, Timestamp, TokenHash};
 

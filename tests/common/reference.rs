@@ -2,10 +2,21 @@
 //! and early returns. It is slow on purpose and not constant time; the property tests and the
 //! `differential` fuzz target hold the real, branch-free `keygate::authorize` to its answers.
 
-use keygate::{Action, ApiKey, Decision, Deny, Resource, Scope, Timestamp};
+use keygate::{Action, ApiKey, Decision, Deny, PermissionSet, Resource, Scope, Timestamp};
 
 /// The rules, in order; the first that fails is the reason.
 pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> Decision {
+    authorize_capped(key, &PermissionSet::ALL, action, resource, now)
+}
+
+/// The rules with the creator's current permissions as a cap on rule 5.
+pub fn authorize_capped(
+    key: &ApiKey,
+    cap: &PermissionSet,
+    action: Action,
+    resource: &Resource,
+    now: Timestamp,
+) -> Decision {
     // 1. A revoked or expired key is no key at all (401).
     if key.revoked_at().is_some() {
         return Decision::Deny(Deny::Revoked);
@@ -30,9 +41,11 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
             return Decision::Deny(Deny::OutOfScope);
         }
     }
-    // 5. The frozen grant must hold the action's permission (403).
+    // 5. The frozen grant, and the creator as they are now, must hold the action's permission
+    //    (403): a key never does more than its creator can do now.
     let granted = key.permissions().iter().any(|p| p == action.permission());
-    if !granted {
+    let creator_may = cap.iter().any(|p| p == action.permission());
+    if !granted || !creator_may {
         return Decision::Deny(Deny::MissingPermission(action.permission()));
     }
     Decision::Allow
