@@ -151,6 +151,7 @@ fuzz_target!(|input: Input| {
     );
     if input.cap.is_none() {
         assert_eq!(authorize(&key, input.action, &resource, now), expected);
+        assert_eq!(reference::authorize(&key, input.action, &resource, now), expected);
     }
 
     let mut ring = Keyring::from_keys(TokenFormat::default(), [key.clone()]).expect("one key");
