@@ -1,8 +1,10 @@
 //! The embedded key store: token hash → key, with a constant-time lookup (see [`Keyring`]).
 
 mod caps;
+mod change;
 mod index;
 mod manage;
+mod shared;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -11,6 +13,7 @@ use core::fmt;
 use core::time::Duration;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use subtle::{Choice, ConditionallySelectable};
 
@@ -22,7 +25,10 @@ use crate::scope::{AccountId, Resource, Scope};
 use crate::timestamp::Timestamp;
 use crate::token::{TokenFormat, TokenHash};
 use caps::CreatorCaps;
+pub use change::{Change, RecordChange, Staged};
 use index::{IndexEntry, SecretIndex, entries_for};
+pub use shared::{AuthenticatedKey, SharedKeyring, SharedStaged, Writer};
+use state::{Endpoints, KeyCell};
 pub use state::{KeyState, MAX_RATE_LIMIT_CHAIN};
 
 /// A keyring operation was refused. Nothing was changed.
@@ -150,10 +156,13 @@ pub struct Keyring {
     format: TokenFormat,
     /// A string of the format's length, hashed in place of a wrong-length token.
     stand_in: String,
-    /// Slot 0 is the dummy key; real keys follow in no particular order.
-    keys: Vec<ApiKey>,
-    /// `states[slot]` belongs to `keys[slot]`.
-    states: Vec<KeyState>,
+    /// Slot 0 is the dummy key; real keys follow in no particular order. Shared with the
+    /// snapshots a [`SharedKeyring`] publishes, so that a new snapshot copies pointers.
+    keys: Vec<Arc<ApiKey>>,
+    /// `cells[slot]` is the live state of `keys[slot]`, shared by every snapshot holding it.
+    cells: Vec<Arc<KeyCell>>,
+    /// The routes usage is counted for.
+    endpoints: Arc<Endpoints>,
     /// Exactly the entries of [`entries_for`] of every real key.
     index: SecretIndex,
     slots: HashMap<KeyId, u32>,
@@ -185,11 +194,13 @@ impl Keyring {
     /// An empty keyring for tokens of `format`. Tokens of any other format are refused.
     pub fn new(format: TokenFormat) -> Self {
         let stand_in = format!("{}{}", format.prefix(), "A".repeat(format.body_len()));
+        let endpoints = Arc::new(Endpoints::default());
         Self {
             format,
             stand_in,
-            keys: vec![dummy_key()],
-            states: vec![KeyState::default()],
+            keys: vec![Arc::new(dummy_key())],
+            cells: vec![Arc::new(KeyCell::new(&endpoints))],
+            endpoints,
             index: SecretIndex::default(),
             slots: HashMap::new(),
             caps: CreatorCaps::default(),
@@ -209,7 +220,7 @@ impl Keyring {
         let keys = keys.into_iter();
         let (lower, _) = keys.size_hint();
         ring.keys.reserve(lower);
-        ring.states.reserve(lower);
+        ring.cells.reserve(lower);
         ring.slots.reserve(lower);
         let mut entries = Vec::with_capacity(lower);
         for key in keys {
@@ -220,11 +231,44 @@ impl Keyring {
             };
             entries.extend(entries_for(&key, slot));
             ring.cap_slots.push(ring.caps.slot_for(key.created_by()));
-            ring.keys.push(key);
-            ring.states.push(KeyState::default());
+            ring.keys.push(Arc::new(key));
+            ring.cells.push(Arc::new(KeyCell::new(&ring.endpoints)));
         }
         ring.index = SecretIndex::from_entries(entries, |slot| ring.id_at(slot))?;
         Ok(ring)
+    }
+
+    /// The same keyring, counting usage per route for `endpoints` (`"GET /recordings"`, ...);
+    /// requests to anything else count under [`Usage::OTHER`](crate::Usage::OTHER). Set it at
+    /// start-up: it restarts every key's counters (their settled usage stays).
+    ///
+    /// ```
+    /// use keygate::{AccountId, ApiKey, KeyId, Keyring, PermissionSet, Scope, Timestamp, TokenHash};
+    /// let id = KeyId::from_bytes([1; 16]);
+    /// let mut keyring = Keyring::default().with_endpoints(["GET /recordings", "POST /recordings"]);
+    /// keyring.insert(ApiKey::new(id, "k", AccountId::from_u64(1), Scope::Account,
+    ///     PermissionSet::EMPTY, TokenHash::of("x"), Timestamp::EPOCH))?;
+    /// let now = Timestamp::from_unix_seconds(60);
+    /// keyring.record_usage(id, "GET /recordings", 200, now);
+    /// keyring.record_usage(id, "PROPFIND /recordings", 405, now); // not a route: "other"
+    /// let usage = keyring.state(id).map(|s| s.usage).unwrap_or_default();
+    /// assert_eq!(usage.total_requests(), 2);
+    /// assert_eq!(usage.requests_for("GET /recordings"), 1);
+    /// assert_eq!(usage.requests_for("other"), 1);
+    /// # Ok::<(), keygate::KeyringError>(())
+    /// ```
+    pub fn with_endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints = Arc::new(Endpoints::new(endpoints));
+        for cell in &mut self.cells {
+            let fresh = KeyCell::new(&self.endpoints);
+            fresh.restore(&cell.state(&self.endpoints));
+            *cell = Arc::new(fresh);
+        }
+        self
     }
 
     /// The token format this keyring accepts.
@@ -244,7 +288,7 @@ impl Keyring {
 
     /// Every key, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &ApiKey> {
-        self.keys.iter().skip(1)
+        self.keys.iter().skip(1).map(AsRef::as_ref)
     }
 
     /// The key with this id.
@@ -252,65 +296,59 @@ impl Keyring {
         self.slot_of(id).ok().and_then(|slot| self.key_at(slot))
     }
 
-    /// The per-request state of the key with this id.
-    pub fn state(&self, id: KeyId) -> Option<&KeyState> {
-        let slot = self.slot_of(id).ok()?;
-        self.states.get(usize::try_from(slot).ok()?)
-    }
-
-    /// The per-request state of the key with this id, to count a request or check its rate limit.
-    ///
-    /// ```
-    /// # use keygate::{AccountId, ApiKey, KeyId, Keyring, PermissionSet, Scope, Timestamp, TokenHash};
-    /// # let id = KeyId::from_bytes([1; 16]);
-    /// # let mut keyring = Keyring::default();
-    /// # keyring.insert(ApiKey::new(id, "k", AccountId::from_u64(1), Scope::Account,
-    /// #     PermissionSet::EMPTY, TokenHash::of("x"), Timestamp::EPOCH))?;
-    /// let now = Timestamp::from_unix_seconds(60);
-    /// if let Some(state) = keyring.state_mut(id) {
-    ///     state.usage.record("GET /recordings", 200, now);
-    /// }
-    /// assert_eq!(keyring.state(id).map(|s| s.usage.total_requests()), Some(1));
-    /// # Ok::<(), keygate::KeyringError>(())
-    /// ```
-    pub fn state_mut(&mut self, id: KeyId) -> Option<&mut KeyState> {
-        let slot = self.slot_of(id).ok()?;
-        self.states.get_mut(usize::try_from(slot).ok()?)
-    }
-
     /// Adds a key. Fails, changing nothing, if its id is already present, if one of its secrets
     /// (current or retired) is already present, or on a hash prefix collision.
+    /// [`stage_insert`](Self::stage_insert) is the same, persisted before it is applied.
     pub fn insert(&mut self, key: ApiKey) -> Result<(), KeyringError> {
-        if self.slots.contains_key(&key.id()) {
-            return Err(KeyringError::DuplicateKeyId(key.id()));
-        }
-        let slot = self.next_slot()?;
-        self.index.check(&key, slot)?;
-        self.index.put(&key, slot);
-        self.slots.insert(key.id(), slot);
-        self.cap_slots.push(self.caps.slot_for(key.created_by()));
-        self.keys.push(key);
-        self.states.push(KeyState::default());
+        self.stage_insert(key)?.apply();
         Ok(())
     }
 
     /// Removes a key and its state; its tokens stop matching at once. (To keep a record of a
-    /// refused key, [`revoke`](Self::revoke) it instead.)
+    /// refused key, [`revoke`](Self::revoke) it instead.) [`stage_remove`](Self::stage_remove)
+    /// is the same, persisted before it is applied.
     pub fn remove(&mut self, id: KeyId) -> Option<(ApiKey, KeyState)> {
-        let slot = self.slots.remove(&id)?;
-        let index = usize::try_from(slot).ok()?;
+        let key = self.get(id)?.clone();
+        let state = self.state(id).unwrap_or_default();
+        self.stage_remove(id).ok()?.apply();
+        Some((key, state))
+    }
+
+    /// Takes a key out of its slot (the last key moves into it). Part of applying a change.
+    fn take_out(&mut self, id: KeyId) {
+        let Some(slot) = self.slots.remove(&id) else {
+            return;
+        };
+        let Ok(index) = usize::try_from(slot) else {
+            return;
+        };
         self.index.remove(slot);
-        let last = u32::try_from(self.keys.len().saturating_sub(1)).ok()?;
+        let Ok(last) = u32::try_from(self.keys.len().saturating_sub(1)) else {
+            return;
+        };
         // `swap_remove` moves the last key into the freed slot: point its entries there.
         if last != slot {
             self.index.move_slot(last, slot);
             let moved = self.id_at(last);
             self.slots.insert(moved, slot);
         }
-        let key = self.keys.swap_remove(index);
-        let state = self.states.swap_remove(index);
-        self.cap_slots.swap_remove(index);
-        Some((key, state))
+        if index < self.keys.len() {
+            self.keys.swap_remove(index);
+            self.cells.swap_remove(index);
+            self.cap_slots.swap_remove(index);
+        }
+    }
+
+    /// Puts a new key in a new slot. Part of applying a change, whose staging checked it.
+    fn put_new(&mut self, key: ApiKey) {
+        let Ok(slot) = self.next_slot() else {
+            return;
+        };
+        self.index.put(&key, slot);
+        self.slots.insert(key.id(), slot);
+        self.cap_slots.push(self.caps.slot_for(key.created_by()));
+        self.keys.push(Arc::new(key));
+        self.cells.push(Arc::new(KeyCell::new(&self.endpoints)));
     }
 
     /// Forgets every retired secret whose grace period has ended by `now`, from the keys and the
@@ -327,7 +365,7 @@ impl Keyring {
                     .retired
                     .is_some_and(|r| !bool::from(index::works_at(r.valid_until, now)))
                 {
-                    key.retired = None;
+                    Arc::make_mut(key).retired = None;
                 }
             }
         }
@@ -455,6 +493,12 @@ impl Keyring {
     /// [`Deny::Expired`]. All three are 401 with the same body. Constant time and allocation-free,
     /// as described in the [type docs](Keyring).
     pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<&ApiKey, Deny> {
+        let slot = self.authenticate_slot(token, now)?;
+        self.key_at(slot).ok_or(Deny::UnknownKey)
+    }
+
+    /// [`authenticate`](Self::authenticate), as the slot of the key found.
+    fn authenticate_slot(&self, token: &str, now: Timestamp) -> Result<u32, Deny> {
         let (slot, found) = self.lookup(token, now);
         let Some(key) = self.key_at(slot) else {
             return Err(Deny::UnknownKey);
@@ -465,7 +509,7 @@ impl Keyring {
         // for `UNKNOWN_KEY` there. Rule 1 alone never yields `MISSING_PERMISSION`, so the
         // permission passed is never read.
         match decision_for(reason, Permission::FIRST) {
-            Decision::Allow => Ok(key),
+            Decision::Allow => Ok(slot),
             Decision::Deny(deny) => Err(deny),
         }
     }
@@ -527,7 +571,16 @@ impl Keyring {
     }
 
     fn key_at(&self, slot: u32) -> Option<&ApiKey> {
-        self.keys.get(usize::try_from(slot).ok()?)
+        self.keys
+            .get(usize::try_from(slot).ok()?)
+            .map(AsRef::as_ref)
+    }
+
+    fn cell_of(&self, id: KeyId) -> Option<&KeyCell> {
+        let slot = self.slot_of(id).ok()?;
+        self.cells
+            .get(usize::try_from(slot).ok()?)
+            .map(AsRef::as_ref)
     }
 
     fn id_at(&self, slot: u32) -> KeyId {
@@ -553,7 +606,7 @@ impl Keyring {
             .ok()
             .and_then(|i| self.keys.get_mut(i))
         {
-            *place = key;
+            *place = Arc::new(key);
         }
     }
 }

@@ -9,7 +9,8 @@
 //! | mint and recognise secrets | [`TokenFormat`], [`Token`], [`TokenHash`] |
 //! | issue keys that only do less | [`issue()`], [`Issuer`], [`KeySpec`], [`IssueError`] |
 //! | manage keys without escalating | [`manage()`], [`ManageOp`], [`Permit`], [`ManageError`] |
-//! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`] |
+//! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`], [`SharedKeyring`] (concurrent) |
+//! | change keys safely | [`Staged`] / [`SharedStaged`]: persist a [`Change`]'s records, then apply |
 //! | decide | [`authorize()`], [`Action`], [`Decision`], [`Deny`] |
 //! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
 //! | answer | [`Refusal`]: every refusal's status and JSON body |
@@ -46,7 +47,10 @@ pub use issue::{
     ValidationErrors, issue, key_management_permission, manage,
 };
 pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, LifecycleError, RetiredSecret};
-pub use keyring::{KeyState, Keyring, KeyringError, MAX_RATE_LIMIT_CHAIN};
+pub use keyring::{
+    AuthenticatedKey, Change, KeyState, Keyring, KeyringError, MAX_RATE_LIMIT_CHAIN, RecordChange,
+    SharedKeyring, SharedStaged, Staged, Writer,
+};
 pub use quota::{
     Limits, MAX_PROJECT_DESCRIPTION_LEN, MAX_PROJECT_NAME_LEN, MIN_PROJECT_NAME_LEN, QuotaError,
     Tier, validate_project,

@@ -199,6 +199,18 @@ pub struct RateLimitState {
     tat: Option<Timestamp>,
 }
 
+impl RateLimitState {
+    /// A state whose next arrival is theoretically due at `tat` (`None`: a fresh state).
+    pub(crate) fn at(tat: Option<Timestamp>) -> Self {
+        Self { tat }
+    }
+
+    /// The theoretical arrival time of the next request, if any request was admitted.
+    pub fn tat(&self) -> Option<Timestamp> {
+        self.tat
+    }
+}
+
 /// `Option<Timestamp>` as RFC 3339 text when recordable, else as integer microseconds.
 mod any_instant {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

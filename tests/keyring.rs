@@ -474,11 +474,7 @@ fn per_key_state_follows_the_key() {
     let mut f = Fixture::new();
     let (a, _) = f.add(|k| k);
     let (b, _) = f.add(|k| k);
-    f.ring
-        .state_mut(b)
-        .unwrap()
-        .usage
-        .record("GET /recordings", 200, at(5));
+    f.ring.record_usage(b, "GET /recordings", 200, at(5));
     // Removing `a` moves `b` into its slot; its state must move along.
     f.ring.remove(a).unwrap();
     assert_eq!(f.ring.state(b).unwrap().usage.total_requests(), 1);

@@ -640,7 +640,7 @@ fn rate_limits_attenuate_and_children_share_the_budget() {
     for i in 0..3 {
         children.push(mint(&catalog, &as_parent, KeySpec::named(format!("c{i}"))).0);
     }
-    let mut keyring = Keyring::from_keys(
+    let keyring = Keyring::from_keys(
         Default::default(),
         children.iter().cloned().chain([parent.clone()]),
     )

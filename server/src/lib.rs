@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use keygate::axum::{ApiError, Authenticated, KeyLookup, bearer_token};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, IssueError, Issuer, KeyId, KeySpec, KeyState,
-    Keyring, ManageOp, Permit, ProjectId, RateLimit, Resource, Scope, Timestamp, issue, manage,
+    AccountId, Action, ApiKey, Catalog, Decision, IssueError, Issuer, KeyId, KeySpec, Keyring,
+    ManageOp, Permit, ProjectId, RateLimit, Resource, Scope, Timestamp, issue, manage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -84,7 +84,9 @@ impl App {
             &mut rand::rng(),
         )?;
         let token = issued.token.expose_secret().to_owned();
-        let mut keyring = Keyring::default();
+        // Usage is counted per route: the routes are known up front, so a request's count is an
+        // index into per-key atomic counters, not a map insertion.
+        let mut keyring = Keyring::default().with_endpoints(ENDPOINTS);
         keyring.insert(issued.key)?;
         let app = App {
             catalog,
@@ -107,12 +109,6 @@ impl App {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on a key's mutable state (usage, rate-limit state) under the keyring's write lock.
-    fn with_state<T>(&self, id: KeyId, f: impl FnOnce(&mut KeyState) -> T) -> Option<T> {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        keys.state_mut(id).map(f)
-    }
-
     /// `authorize` for this request, with the key's creator cap, as a handler-ready result.
     fn check(&self, key: &ApiKey, action: Action, resource: Resource) -> Result<(), ApiError> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
@@ -126,6 +122,27 @@ impl App {
         Resource::in_project(self.account, ProjectId::from_u64(project))
     }
 }
+
+/// Every route, as usage names it (method and matched path under `/api/v1/public`).
+const ENDPOINTS: [&str; 17] = [
+    "POST /projects",
+    "GET /projects",
+    "GET /projects/{id}",
+    "PATCH /projects/{id}",
+    "DELETE /projects/{id}",
+    "POST /recordings",
+    "GET /recordings",
+    "GET /recordings/{id}",
+    "PATCH /recordings/{id}",
+    "DELETE /recordings/{id}",
+    "GET /recordings/{id}/transcription",
+    "POST /api_keys",
+    "GET /api_keys",
+    "GET /api_keys/{id}",
+    "DELETE /api_keys/{id}",
+    "POST /api_keys/{id}/regenerate",
+    "GET /api_keys/{id}/usage",
+];
 
 /// The whole API under `/api/v1/public`.
 pub fn router(state: AppState) -> Router {
@@ -178,7 +195,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     // The key's own limit and every rate-limited ancestor's: children share their parents' budgets.
     let limited = app
         .keys
-        .write()
+        .read()
         .unwrap_or_else(|e| e.into_inner())
         .check_rate_limit(id, now)
         .err();
@@ -190,7 +207,10 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         }
     };
     let status = response.status().as_u16();
-    app.with_state(id, |state| state.usage.record(&endpoint, status, now));
+    app.keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .record_usage(id, &endpoint, status, now);
     response
 }
 
@@ -772,6 +792,11 @@ async fn revoke_key(State(s): State<AppState>, caller: Caller, Path(id): Path<St
 async fn key_usage(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     let app = &s.0;
     let (target, _) = managed(app, &caller.0.0, &id, ManageOp::Read)?;
-    let usage = app.with_state(target.id(), |state| state.usage.clone());
+    let usage = app
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .state(target.id())
+        .map(|state| state.usage);
     ok(usage.unwrap_or_default())
 }

@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use rand::CryptoRng;
 
+use super::change::{Change, Op, Staged};
 use super::{Keyring, KeyringError};
 use crate::issue::{Granted, Permit};
 use crate::key::{ApiKey, KeyId};
@@ -18,13 +19,21 @@ const ROTATE_ATTEMPTS: usize = 4;
 impl Keyring {
     /// Revokes the permitted key now: every one of its tokens, current or in a grace period, is
     /// refused from `now` on. Revoking again keeps the first time. Keys it issued keep working:
-    /// [`revoke_tree`](Self::revoke_tree) revokes them too.
+    /// [`revoke_tree`](Self::revoke_tree) revokes them too. ([`stage_revoke`](Self::stage_revoke)
+    /// is the same, persisted before it is applied.)
     pub fn revoke(&mut self, permit: &Permit, now: Timestamp) -> Result<(), KeyringError> {
-        expect_op(permit, "revoke")?;
-        self.replace_checked(permit.target(), |mut key| {
-            key.revoke(now);
-            key
-        })
+        self.stage_revoke(permit, now)?.apply();
+        Ok(())
+    }
+
+    /// Stages [`revoke`](Self::revoke).
+    pub fn stage_revoke(
+        &mut self,
+        permit: &Permit,
+        now: Timestamp,
+    ) -> Result<Staged<'_>, KeyringError> {
+        let change = self.prepare_revoke(permit, now, false)?;
+        Ok(Staged::new(self, change))
     }
 
     /// Revokes the permitted key and every key it issued, and every key those issued, and so on
@@ -39,37 +48,61 @@ impl Keyring {
         permit: &Permit,
         now: Timestamp,
     ) -> Result<Vec<KeyId>, KeyringError> {
+        let staged = self.stage_revoke_tree(permit, now)?;
+        let ids = staged.change().key_ids().collect();
+        staged.apply();
+        Ok(ids)
+    }
+
+    /// Stages [`revoke_tree`](Self::revoke_tree): one change with every key it revokes.
+    pub fn stage_revoke_tree(
+        &mut self,
+        permit: &Permit,
+        now: Timestamp,
+    ) -> Result<Staged<'_>, KeyringError> {
+        let change = self.prepare_revoke(permit, now, true)?;
+        Ok(Staged::new(self, change))
+    }
+
+    pub(super) fn prepare_revoke(
+        &self,
+        permit: &Permit,
+        now: Timestamp,
+        tree: bool,
+    ) -> Result<Change, KeyringError> {
         expect_op(permit, "revoke")?;
         let root = permit.target();
         self.slot_of(root)?;
-        let mut tree = vec![root];
+        let mut ids = vec![root];
         // Breadth first over `issued_by`; each key joins once, so this ends even on a
         // (malformed) cycle among loaded records.
         let mut next = 0;
-        while let Some(&parent) = tree.get(next) {
+        while tree && let Some(&parent) = ids.get(next) {
             next += 1;
             let children: Vec<KeyId> = self
                 .iter()
-                .filter(|k| k.issued_by() == Some(parent) && !tree.contains(&k.id()))
+                .filter(|k| k.issued_by() == Some(parent) && !ids.contains(&k.id()))
                 .map(ApiKey::id)
                 .collect();
-            tree.extend(children);
+            ids.extend(children);
         }
-        let mut revoked = Vec::new();
-        for id in tree {
-            if self.get(id).is_some_and(|k| !k.is_revoked()) {
-                self.replace_checked(id, |mut key| {
-                    key.revoke(now);
-                    key
-                })?;
-                revoked.push(id);
-            }
-        }
-        Ok(revoked)
+        let ops = ids
+            .into_iter()
+            .filter_map(|id| self.get(id))
+            // Revoking a revoked key again changes nothing (the first time stays): no record.
+            .filter(|key| !key.is_revoked())
+            .map(|key| {
+                let mut key = key.clone();
+                key.revoke(now);
+                Op::Replace(key)
+            })
+            .collect();
+        Ok(Change::new(ops, None))
     }
 
     /// Gives the permitted key a new secret, keeping its id, metadata and state, and returns the
-    /// new token (show it once).
+    /// new token (show it once). ([`stage_rotate`](Self::stage_rotate) is the same, persisted
+    /// before it is applied.)
     ///
     /// Without a grace period (`None` or zero) the old token is refused at once, as IdentityCall's
     /// API says; with one, it keeps working until `now + grace` (exclusive). Only the latest
@@ -104,6 +137,32 @@ impl Keyring {
         grace: Option<Duration>,
         rng: &mut R,
     ) -> Result<Token, KeyringError> {
+        let staged = self.stage_rotate(permit, now, grace, rng)?;
+        staged
+            .apply()
+            .ok_or(KeyringError::UnknownKeyId(permit.target()))
+    }
+
+    /// Stages [`rotate`](Self::rotate): the change carries the new token, which
+    /// [`Staged::apply`] hands back.
+    pub fn stage_rotate<R: CryptoRng + ?Sized>(
+        &mut self,
+        permit: &Permit,
+        now: Timestamp,
+        grace: Option<Duration>,
+        rng: &mut R,
+    ) -> Result<Staged<'_>, KeyringError> {
+        let change = self.prepare_rotate(permit, now, grace, rng)?;
+        Ok(Staged::new(self, change))
+    }
+
+    pub(super) fn prepare_rotate<R: CryptoRng + ?Sized>(
+        &self,
+        permit: &Permit,
+        now: Timestamp,
+        grace: Option<Duration>,
+        rng: &mut R,
+    ) -> Result<Change, KeyringError> {
         expect_op(permit, "rotate")?;
         let id = permit.target();
         let slot = self.slot_of(id)?;
@@ -113,10 +172,7 @@ impl Keyring {
             let mut next = current.clone();
             let token = next.rotate(&self.format, now, grace, rng)?;
             match self.index.check(&next, slot) {
-                Ok(()) => {
-                    self.replace(slot, next);
-                    return Ok(token);
-                }
+                Ok(()) => return Ok(Change::new(vec![Op::Replace(next)], Some(token))),
                 Err(error) => last_error = error,
             }
         }
@@ -126,32 +182,31 @@ impl Keyring {
     /// Applies a permitted update: the key becomes the version the permit carries
     /// ([`Permit::updated_key`]). A revocation is never undone, and the id never changes.
     pub fn apply_update(&mut self, permit: &Permit) -> Result<(), KeyringError> {
+        self.stage_update(permit)?.apply();
+        Ok(())
+    }
+
+    /// Stages [`apply_update`](Self::apply_update).
+    pub fn stage_update(&mut self, permit: &Permit) -> Result<Staged<'_>, KeyringError> {
+        let change = self.prepare_update(permit)?;
+        Ok(Staged::new(self, change))
+    }
+
+    pub(super) fn prepare_update(&self, permit: &Permit) -> Result<Change, KeyringError> {
         let Granted::Update(updated) = permit.granted() else {
             return Err(KeyringError::WrongPermit {
                 expected: "update",
                 got: permit.op_name(),
             });
         };
-        let updated = ApiKey::clone(updated);
-        self.replace_checked(permit.target(), |_| updated)
-    }
-
-    /// Replaces a key by `f`'s version of it. The index follows any change of secret. Fails,
-    /// changing nothing, if the new version's secrets clash with another key's. The id cannot
-    /// change, and a revocation cannot be undone.
-    fn replace_checked<F>(&mut self, id: KeyId, f: F) -> Result<(), KeyringError>
-    where
-        F: FnOnce(ApiKey) -> ApiKey,
-    {
+        let id = permit.target();
         let slot = self.slot_of(id)?;
         let current = self.key_at(slot).ok_or(KeyringError::UnknownKeyId(id))?;
-        let revoked_at = current.revoked_at;
-        let mut next = f(current.clone());
+        let mut next = ApiKey::clone(updated);
         next.id = id;
-        next.revoked_at = revoked_at.or(next.revoked_at);
+        next.revoked_at = current.revoked_at.or(next.revoked_at);
         self.index.check(&next, slot)?;
-        self.replace(slot, next);
-        Ok(())
+        Ok(Change::new(vec![Op::Replace(next)], None))
     }
 }
 

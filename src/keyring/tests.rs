@@ -10,7 +10,8 @@ impl Keyring {
     /// Panics unless every invariant of the index holds.
     fn assert_consistent(&self) {
         assert!(self.keys[0].is_revoked(), "slot 0 is the dummy");
-        assert_eq!(self.keys.len(), self.states.len());
+        assert_eq!(self.keys.len(), self.cells.len());
+        assert_eq!(self.keys.len(), self.cap_slots.len());
         assert_eq!(self.slots.len(), self.len());
         assert!(
             self.index
