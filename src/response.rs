@@ -7,6 +7,8 @@ use serde::Serialize;
 use crate::catalog::Catalog;
 use crate::decision::Deny;
 use crate::issue::{IssueError, ManageError, ValidationErrors, manage_message, widening_message};
+use crate::key::LifecycleError;
+use crate::keyring::KeyringError;
 use crate::quota::QuotaError;
 use crate::ratelimit::RetryAfter;
 
@@ -220,5 +222,38 @@ impl Refusal for ManageError {
             ManageError::Invalid(errors) => ResponseBody::Errors(errors.clone()),
             ManageError::TargetRevoked => error("API key is revoked".to_owned()),
         }
+    }
+}
+
+impl Refusal for KeyringError {
+    /// 404 for an unknown key id, 409 for a change that conflicts with the keys held (a duplicate
+    /// id or token, a revoked key rotated, a wrong permit, a full keyring).
+    fn status(&self) -> u16 {
+        match self {
+            KeyringError::UnknownKeyId(_) => 404,
+            _ => 409,
+        }
+    }
+
+    /// `{"error": "Not found"}`, `{"error": "API key is revoked"}`, or
+    /// `{"error": "Conflicting API key change"}`: never an id or a hash.
+    fn body(&self, _: &Catalog) -> ResponseBody {
+        ResponseBody::Error(ErrorBody::new(match self {
+            KeyringError::UnknownKeyId(_) => "Not found",
+            KeyringError::Lifecycle(LifecycleError::Revoked) => "API key is revoked",
+            _ => "Conflicting API key change",
+        }))
+    }
+}
+
+impl Refusal for LifecycleError {
+    /// 409.
+    fn status(&self) -> u16 {
+        409
+    }
+
+    /// `{"error": "API key is revoked"}`.
+    fn body(&self, _: &Catalog) -> ResponseBody {
+        ResponseBody::Error(ErrorBody::new("API key is revoked"))
     }
 }

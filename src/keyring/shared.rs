@@ -319,6 +319,12 @@ impl AuthenticatedKey {
         self.snapshot.check_rate_limit(self.key().id(), now)
     }
 
+    /// [`Keyring::record_request`] for this key: atomics, no lock, no allocation.
+    pub fn record_request(&self, method: &str, route: &str, status: u16, now: Timestamp) {
+        self.snapshot
+            .record_request(self.key().id(), method, route, status, now);
+    }
+
     /// [`Keyring::record_usage`] for this key: atomics, no lock, no allocation.
     pub fn record_usage(&self, endpoint: &str, status: u16, now: Timestamp) {
         self.snapshot

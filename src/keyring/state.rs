@@ -58,6 +58,18 @@ impl Endpoints {
             .unwrap_or(self.names.len())
     }
 
+    /// The counter index of the route `"{method} {route}"`, found without building the string:
+    /// names sort as `(method, route)` pairs do, since the separating space sorts below every
+    /// character a method may hold.
+    pub(super) fn index_of(&self, method: &str, route: &str) -> usize {
+        self.names
+            .binary_search_by(|probe| {
+                let (m, r) = probe.split_once(' ').unwrap_or((probe.as_str(), ""));
+                (m, r).cmp(&(method, route))
+            })
+            .unwrap_or(self.names.len())
+    }
+
     /// Counters per key: one per name, and one for everything else.
     fn counters(&self) -> usize {
         self.names.len() + 1
@@ -299,6 +311,23 @@ impl Keyring {
     /// `status` at `now`. Atomic counters: no lock, no allocation. Unknown ids are ignored.
     pub fn record_usage(&self, id: KeyId, endpoint: &str, status: u16, now: Timestamp) {
         let index = self.endpoints.index(endpoint);
+        if let Some(cell) = self.cell_of(id) {
+            cell.record(index, status, now);
+        }
+    }
+
+    /// [`record_usage`](Self::record_usage) for the route `"{method} {route}"` (as registered
+    /// with [`Keyring::with_endpoints`]), without building that string: what a middleware calls
+    /// with the request's method and matched route.
+    pub fn record_request(
+        &self,
+        id: KeyId,
+        method: &str,
+        route: &str,
+        status: u16,
+        now: Timestamp,
+    ) {
+        let index = self.endpoints.index_of(method, route);
         if let Some(cell) = self.cell_of(id) {
             cell.record(index, status, now);
         }
