@@ -10,7 +10,7 @@
 //! - [`Authenticated`]: an extractor yielding the caller's [`ApiKey`], or a 401 with
 //!   `{"error": "Invalid or expired API key"}`.
 //! - [`ApiError`]: a response for every refusal keygate can produce: [`Deny`] (401/403/404),
-//!   [`RetryAfter`] (429 with a `Retry-After` header), [`IssueError`] (403/422), and quota errors.
+//!   [`RetryAfter`](crate::RetryAfter) (429 with a `Retry-After` header), [`IssueError`] (403/422), and quota errors.
 //!
 //! ```no_run
 //! use std::sync::{Arc, RwLock};
