@@ -46,7 +46,7 @@ pub use issue::{
     MAX_CREATED_BY_LEN, MAX_KEY_NAME_LEN, MAX_TAG_LEN, MAX_TAGS, ManageError, ManageOp, Permit,
     ValidationErrors, issue, key_management_permission, manage,
 };
-pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, LifecycleError, RetiredSecret};
+pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, KeyView, LifecycleError, RetiredSecret};
 pub use keyring::{
     AuthenticatedKey, Change, KeyState, Keyring, KeyringError, MAX_RATE_LIMIT_CHAIN, RecordChange,
     SharedKeyring, SharedStaged, Staged, Writer,

@@ -40,7 +40,35 @@ pub(super) const ECHO_LEN: usize = 64;
 /// assert_eq!(spec.name(), "CI");
 /// # Ok::<(), keygate::RateLimitError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It is also the JSON body of a create-key request (every field optional but `name`, unknown
+/// fields refused); a malformed `expires_at` or `rate_limit` is reported by
+/// [`issue`](crate::issue()) with the
+/// rest of the request's problems (422), not by the parser. Who creates the key is never part of
+/// it: that is the authenticated issuer.
+///
+/// ```
+/// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Refusal, Scope, Timestamp};
+/// use rand::SeedableRng;
+/// let spec: KeySpec = serde_json::from_str(r#"{"name": "Support reader",
+///     "permissions": ["read"], "project_id": 1, "ttl_seconds": 3600,
+///     "rate_limit": {"requests": 100, "period_seconds": 60}}"#)?;
+/// let catalog = Catalog::read_write_delete();
+/// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+/// let now = Timestamp::from_unix_seconds(1_000);
+/// let key = issue(&catalog, &owner, spec, now, &mut rand::rngs::StdRng::seed_from_u64(0))?.key;
+/// assert_eq!(key.rate_limit().map(|r| r.requests()), Some(100));
+///
+/// let bad: KeySpec = serde_json::from_str(r#"{"name": "", "expires_at": "tomorrow",
+///     "rate_limit": {"requests": 0, "period_seconds": 60}}"#)?;
+/// let err = issue(&catalog, &owner, bad, now, &mut rand::rngs::StdRng::seed_from_u64(0))
+///     .unwrap_err();
+/// assert_eq!(err.status(), 422);
+/// assert_eq!(serde_json::to_string(&err.body(&catalog))?, r#"{"errors":["Name can't be blank","Expires at must be an RFC 3339 date-time","Rate limit requests must be at least 1"]}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "KeySpecBody")]
 pub struct KeySpec {
     pub(super) name: String,
     pub(super) permissions: Option<Vec<String>>,
@@ -52,6 +80,59 @@ pub struct KeySpec {
     pub(super) tags: Vec<String>,
     pub(super) comment: Option<String>,
     pub(super) format: TokenFormat,
+    /// What a JSON body got wrong that a builder cannot: reported with the validation errors.
+    pub(super) malformed: Vec<String>,
+}
+
+/// The JSON body of a create-key request, before it becomes a [`KeySpec`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySpecBody {
+    #[serde(default)]
+    name: String,
+    permissions: Option<Vec<String>>,
+    role: Option<String>,
+    project_id: Option<crate::scope::ProjectId>,
+    expires_at: Option<String>,
+    ttl_seconds: Option<u64>,
+    rate_limit: Option<crate::ratelimit::RateLimitSpec>,
+    #[serde(default)]
+    tags: Vec<String>,
+    comment: Option<String>,
+}
+
+impl From<KeySpecBody> for KeySpec {
+    fn from(body: KeySpecBody) -> Self {
+        let mut spec = KeySpec::named(body.name);
+        spec.permissions = body.permissions;
+        spec.role = body.role;
+        spec.scope = body.project_id.map(Scope::Project);
+        spec.ttl = body.ttl_seconds.map(Duration::from_secs);
+        spec.tags = body.tags;
+        spec.comment = body.comment;
+        if let Some(text) = body.expires_at {
+            match text.parse::<Timestamp>() {
+                Ok(at) => spec.expires_at = Some(at),
+                Err(_) => spec
+                    .malformed
+                    .push("Expires at must be an RFC 3339 date-time".to_owned()),
+            }
+        }
+        if let Some(limit) = body.rate_limit {
+            match RateLimit::try_from(limit) {
+                Ok(limit) => spec.rate_limit = Some(limit),
+                Err(e) => {
+                    // "rate limit requests must be at least 1" as a sentence.
+                    let text = e.to_string();
+                    let mut chars = text.chars();
+                    let first = chars.next().map(|c| c.to_ascii_uppercase());
+                    spec.malformed
+                        .push(format!("{}{}", first.unwrap_or_default(), chars.as_str()));
+                }
+            }
+        }
+        spec
+    }
 }
 
 impl KeySpec {
@@ -68,6 +149,7 @@ impl KeySpec {
             tags: Vec::new(),
             comment: None,
             format: TokenFormat::default(),
+            malformed: Vec::new(),
         }
     }
 
@@ -227,6 +309,9 @@ pub(super) fn validate<'c>(
 ) -> Result<Request<'c>, ValidationErrors> {
     let mut errors = ValidationErrors::default();
     check_text(&mut errors, "Name", &spec.name, MAX_KEY_NAME_LEN);
+    for problem in &spec.malformed {
+        errors.push(problem.clone());
+    }
     // The voice-agent platform's `user_id` (at least one character): from the issuer, but
     // still held to the rule, so no key records a blank creator.
     if let Some(created_by) = created_by {
