@@ -17,9 +17,11 @@
 //! | serve (feature `axum`) | `keygate::axum`: the extractor and error responses |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authorize;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod catalog;
 mod ct;
