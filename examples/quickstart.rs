@@ -13,7 +13,7 @@ use keygate::{
 use rand::SeedableRng;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    // The coarse read/write/delete model of IdentityCall (seed 001).
+    // The coarse read/write/delete model of IdentityCall (IdentityCall's API).
     let catalog = Catalog::read_write_delete();
     let account = AccountId::from_u64(7);
     let support = ProjectId::from_u64(42);

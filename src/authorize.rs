@@ -18,7 +18,7 @@ use crate::timestamp::Timestamp;
 /// What a request wants to do: the permission it needs, and whether it is account-level.
 ///
 /// Account-level actions are the ones that change the set of projects (creating or destroying
-/// one, seed 000): only account-wide keys may do them. A listing is *not* account-level: it uses
+/// one, IdentityCall's Create Project): only account-wide keys may do them. A listing is *not* account-level: it uses
 /// [`Resource::listing`] and the server filters the items by the key's scope.
 ///
 /// ```
@@ -53,7 +53,7 @@ impl Action {
             .ok_or_else(|| CatalogError::UnknownPermission(name.to_owned()))
     }
 
-    /// Seed 001's mapping for the coarse catalog: `GET`/`HEAD` need `read`, `POST`/`PUT`/`PATCH`
+    /// IdentityCall's mapping for the coarse catalog: `GET`/`HEAD` need `read`, `POST`/`PUT`/`PATCH`
     /// need `write`, `DELETE` needs `delete`. Any other method is an error.
     pub fn for_method(catalog: &Catalog, method: &str) -> Result<Self, CatalogError> {
         let name = match method {

@@ -1,7 +1,7 @@
 //! The permission names a server defines, the roles built from them, and the bitsets keys hold.
 //!
 //! A [`Catalog`] is built once at start-up. Permission names are `resource:action`
-//! (`agents:read`, seed 004) or a bare action (`read`, seed 001's coarse model). Patterns
+//! (`agents:read`, the voice-agent platform's) or a bare action (`read`, IdentityCall's coarse model). Patterns
 //! (`agents:*`, `*:read`, `*`) are input syntax only: they expand against the catalog when a key is
 //! issued, and what a key stores is the expanded set. Adding a permission to the catalog later
 //! therefore never widens an existing key.
@@ -362,7 +362,7 @@ impl Catalog {
         Ok(self)
     }
 
-    /// The coarse model of seed 001: `read`, `write`, `delete`, with roles `member` (read),
+    /// The coarse model of IdentityCall's API: `read`, `write`, `delete`, with roles `member` (read),
     /// `admin` (read, write) and `owner` (everything).
     pub fn read_write_delete() -> Self {
         let set = |names: &[&str]| -> PermissionSet {

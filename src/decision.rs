@@ -49,7 +49,7 @@ pub enum Deny {
     #[error("resource belongs to another account")]
     OtherAccount,
     /// A project-scoped key attempted an account-level action (creating or destroying a project).
-    /// 403, with seed 000's message.
+    /// 403, with IdentityCall's message.
     #[error("project-scoped key on an account-level action")]
     AccountLevelAction,
     /// A project-scoped key reached outside its project. 404.
@@ -62,7 +62,7 @@ pub enum Deny {
 
 impl Deny {
     /// The message a client sees. A bare permission name (`read`) reads
-    /// `"Read permission required"` as in seed 001; a `resource:action` name reads
+    /// `"Read permission required"` as in IdentityCall's API; a `resource:action` name reads
     /// `"Permission agents:write required"`.
     ///
     /// ```

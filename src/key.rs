@@ -19,7 +19,7 @@ use crate::scope::{AccountId, ProjectId, Scope};
 use crate::timestamp::Timestamp;
 use crate::token::{Token, TokenFormat, TokenHash};
 
-/// A key's public identifier: 16 random bytes, shown as 32 lowercase hex digits (seed 003's
+/// A key's public identifier: 16 random bytes, shown as 32 lowercase hex digits (Deepgram's
 /// `api_key_id`). It is not a secret and does not authenticate anything.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -245,15 +245,15 @@ impl ApiKey {
     pub fn role(&self) -> Option<&str> {
         self.role.as_deref()
     }
-    /// Free-form tags (seed 003).
+    /// Free-form tags (Deepgram's project keys).
     pub fn tags(&self) -> &[String] {
         &self.tags
     }
-    /// A comment (seed 003).
+    /// A comment (Deepgram's project keys).
     pub fn comment(&self) -> Option<&str> {
         self.comment.as_deref()
     }
-    /// Who created the key (seed 004's user id), if recorded. A key issued by another key
+    /// Who created the key (the voice-agent platform's user id), if recorded. A key issued by another key
     /// inherits its issuer's creator: the user on whose behalf the whole chain acts, and whose
     /// current permissions cap it (see [`Keyring::set_creator_cap`](crate::Keyring::set_creator_cap)).
     pub fn created_by(&self) -> Option<&str> {
@@ -300,7 +300,7 @@ impl ApiKey {
 
     /// Replaces the secret, keeping id and metadata, and returns the new token (shown once).
     ///
-    /// With no grace (`None` or zero) the old token stops working at once, as seed 001 says; with
+    /// With no grace (`None` or zero) the old token stops working at once, as IdentityCall's API says; with
     /// a grace period it keeps working until `now + grace`. Only the latest retired secret is
     /// kept: rotating twice ends the first one's grace.
     pub fn rotate<R: CryptoRng + ?Sized>(

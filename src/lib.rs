@@ -15,6 +15,25 @@
 //! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
 //! | answer | [`Refusal`]: every refusal's status and JSON body |
 //! | serve (feature `axum`) | `keygate::axum`: the extractor and error responses |
+//!
+//! ## A small axum server, whole
+//!
+//! `examples/axum_minimal.rs` (`cargo run --example axum_minimal --features axum`): a catalog,
+//! keys, [`axum::KeygateLayer`], two routes stating the permission
+//! they need in their signature.
+#![cfg_attr(
+    feature = "axum",
+    doc = concat!("```rust,no_run\n", include_str!("../examples/axum_minimal.rs"), "\n```")
+)]
+//!
+//! ## Where to go next
+//!
+//! - [`manage()`] and [`Keyring::set_creator_cap`]: changing keys without escalating.
+//! - [`SharedKeyring`]: one keyring for every thread, with staged, persisted changes.
+//! - `keygate::testing` (feature `testing`): policy test files and escalation fuzzing for your
+//!   own server.
+//! - docs/PERFORMANCE.md, docs/ASSURANCE.md and docs/SEEDS.md in the repository: the figures,
+//!   the constant-time evidence, and where every rule comes from.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

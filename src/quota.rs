@@ -1,4 +1,4 @@
-//! Tier quotas and project validation (seed 002).
+//! Tier quotas and project validation (the AI-app platform's tiers).
 //!
 //! A [`Tier`] caps projects per account, end users per project and API keys per project. The
 //! caller counts (keygate stores nothing) and asks before creating: `tier.check_new_key(count)`.
@@ -20,7 +20,7 @@ pub const MAX_PROJECT_NAME_LEN: usize = 100;
 /// The longest project description accepted, in characters.
 pub const MAX_PROJECT_DESCRIPTION_LEN: usize = 500;
 
-/// A pricing tier (seed 002).
+/// A pricing tier (the AI-app platform's tiers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {

@@ -1,6 +1,6 @@
 //! Tenancy: who owns a key or a resource, and how far a key reaches.
 //!
-//! Ids are 16 bytes so that both integer ids (seed 000's `"id": 42`) and UUIDs (seeds 002 and 003)
+//! Ids are 16 bytes so that both integer ids (IdentityCall's `"id": 42`) and UUIDs (the AI-app platform and Deepgram)
 //! fit one fixed-size, constant-time comparable type. An integer id is stored big-endian in the low
 //! eight bytes with the high eight bytes zero; no version-4 UUID has eight leading zero bytes (its
 //! version nibble sits in byte 6), and a UUID string with eight leading zero bytes is refused when

@@ -1,6 +1,6 @@
 //! The secret a client presents, its format, and the hash a server stores instead of it.
 //!
-//! A token is a prefix and a random body (`idc_` + 32 alphanumerics by default, seed 001). The
+//! A token is a prefix and a random body (`idc_` + 32 alphanumerics by default, IdentityCall's API). The
 //! server keeps only its SHA-256 ([`TokenHash`]). A fast hash is the right tool here, unlike for
 //! passwords: the body carries about 190 bits of entropy drawn from a cryptographic RNG, so there is
 //! nothing to guess and no dictionary to run, and a slow KDF would only slow every request down.
@@ -53,7 +53,7 @@ pub struct TokenFormat {
 }
 
 impl Default for TokenFormat {
-    /// `idc_` + 32 alphanumerics: seed 001's format.
+    /// `idc_` + 32 alphanumerics: IdentityCall's format.
     fn default() -> Self {
         Self {
             prefix: "idc_".to_owned(),

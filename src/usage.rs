@@ -1,4 +1,4 @@
-//! Per-key usage: what a server counts for auditing and shows on a key's usage page (seed 001:
+//! Per-key usage: what a server counts for auditing and shows on a key's usage page (IdentityCall's API:
 //! "last used timestamp, total requests, requests by endpoint, error rates").
 //!
 //! [`Usage`] is a plain record: the server calls [`Usage::record`] once per request (a pure update,

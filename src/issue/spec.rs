@@ -164,7 +164,7 @@ impl KeySpec {
         self
     }
 
-    /// A catalog role (seed 003's scopes, such as `member`). The key gets the role's permissions,
+    /// A catalog role (Deepgram's scopes, such as `member`). The key gets the role's permissions,
     /// narrowed to [`permissions`](Self::permissions) if those are given too (they must then lie
     /// within the role).
     pub fn role(mut self, role: impl Into<String>) -> Self {
@@ -206,19 +206,19 @@ impl KeySpec {
         self.ttl(Duration::from_secs(seconds))
     }
 
-    /// The key's rate limit (seed 004's rate-limit configuration).
+    /// The key's rate limit (the voice-agent platform's rate-limit configuration).
     pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
         self.rate_limit = Some(rate_limit);
         self
     }
 
-    /// Adds a tag (seed 003).
+    /// Adds a tag (Deepgram's project keys).
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self
     }
 
-    /// Adds tags (seed 003).
+    /// Adds tags (Deepgram's project keys).
     pub fn tags<I, S>(mut self, tags: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -228,7 +228,7 @@ impl KeySpec {
         self
     }
 
-    /// A comment stored on the key (seed 003).
+    /// A comment stored on the key (Deepgram's project keys).
     pub fn comment(mut self, comment: impl Into<String>) -> Self {
         self.comment = Some(comment.into());
         self
