@@ -216,6 +216,17 @@ fn a_key_may_always_read_and_revoke_itself() {
     let me = key_caller(&catalog, &reader);
     let read = manage(&catalog, &me, &reader, ManageOp::Read, now()).unwrap();
     assert_eq!((read.target(), read.op_name()), (reader.id(), "read"));
+    assert_eq!(read.to_string(), format!("read {}", reader.id()));
+    assert_eq!(
+        [
+            ManageOp::Read,
+            ManageOp::Rotate,
+            ManageOp::Revoke,
+            ManageOp::Update(KeyUpdate::new())
+        ]
+        .map(|op| op.name()),
+        ["read", "rotate", "revoke", "update"]
+    );
     let revoke = manage(&catalog, &me, &reader, ManageOp::Revoke, now()).unwrap();
     let mut keyring = Keyring::default();
     keyring.insert(reader.clone()).unwrap();
@@ -383,6 +394,17 @@ fn updates_only_narrow() {
     );
     let err = update(KeyUpdate::new().expires_at(now())).unwrap_err();
     assert_eq!(err.status(), 422);
+    // The same expiry is no widening; limits are inclusive.
+    assert!(update(KeyUpdate::new().expires_at(end)).is_ok());
+    assert!(update(KeyUpdate::new().tags((0..20).map(|i| format!("t{i}")))).is_ok());
+    let err = update(KeyUpdate::new().tags((0..21).map(|i| format!("t{i}")))).unwrap_err();
+    assert_eq!(message(&err, &catalog), "Too many tags (maximum is 20)");
+    assert!(update(KeyUpdate::new().comment("c".repeat(500))).is_ok());
+    let err = update(KeyUpdate::new().comment("c".repeat(501))).unwrap_err();
+    assert_eq!(
+        message(&err, &catalog),
+        "Comment is too long (maximum is 500 characters)"
+    );
 
     // Applied through the keyring; a revocation is never undone by an update.
     let mut keyring = Keyring::default();

@@ -151,8 +151,9 @@ impl KeyUpdate {
                     Ok(set) => {
                         let held = set.intersection(target.permissions());
                         // An exact name the key lacks, or a pattern matching nothing it holds,
-                        // would widen it.
-                        if (!pattern.contains('*') && held != set) || held.is_empty() {
+                        // would widen it: either way, nothing of it is held (an exact name
+                        // expands to one permission).
+                        if held.is_empty() {
                             widened.push(pattern.clone());
                         }
                         narrowed = narrowed.union(&held);
