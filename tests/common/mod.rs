@@ -5,8 +5,6 @@
     reason = "each test binary uses a different part of the shared support"
 )]
 
-pub mod reference;
-
 use keygate::{AccountId, ApiKey, Catalog, KeyId, Scope, Timestamp, TokenHash};
 
 /// The fixture most tests need: a key of account 1 holding every permission of the coarse
