@@ -5,6 +5,12 @@
 //!   format is documented in `docs/POLICY_TESTS.md`; `keygate test FILE` (crate `keygate-cli`)
 //!   runs them from a shell.
 //! - [`reference`]: the plain reference model of `authorize`, and [`reference::explain`].
+//! - [`strategy`]: proptest strategies for catalogs, keys, requests, key specs and issue chains.
+//! - **Escalation fuzzing** of your own server: implement [`KeyApi`] (create, rotate, revoke,
+//!   authorize) over HTTP or in process, and [`fuzz_escalation`] drives random operation
+//!   sequences through it; the [`Oracle`] flags any credential doing more than its lineage allows
+//!   (a key rotating a richer key and using its new token, a revoked key still working).
+//!   `server/examples/fuzz_server.rs` points it at keygate's reference server.
 //!
 //! ```
 //! use keygate::testing::PolicyTests;
@@ -28,10 +34,16 @@
 //! # Ok::<(), keygate::testing::PolicyError>(())
 //! ```
 
+mod escalation;
 mod policy;
 pub mod reference;
 
+pub use escalation::{
+    Ceiling, Counterexample, CreateKey, FuzzConfig, FuzzReport, KeyApi, NewKey, Observed, Oracle,
+    Probe, Reply, RootKey, Violation, ViolationKind, fuzz_escalation,
+};
 pub use policy::{
     AccessMatrix, CaseKind, CaseOutcome, CaseReport, Location, MatrixKey, NameKind, PolicyError,
     PolicyReport, PolicyTests, Problem, ResourceRef,
 };
+pub mod strategy;
