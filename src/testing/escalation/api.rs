@@ -67,6 +67,16 @@ pub enum Reply<T> {
     Refused(u16),
 }
 
+impl<T> Reply<T> {
+    /// The same reply with `f` applied to what was done.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        match self {
+            Reply::Done(t) => Reply::Done(f(t)),
+            Reply::Refused(status) => Reply::Refused(status),
+        }
+    }
+}
+
 /// One request the fuzzer asks about: a permission (by name, and as keygate's [`Action`]) on a
 /// resource.
 #[derive(Debug, Clone, PartialEq, Eq)]

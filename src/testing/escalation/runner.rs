@@ -377,34 +377,36 @@ fn run_case<A: KeyApi>(
                 let token = oracle.token(c).unwrap_or_default().to_owned();
                 let id = oracle.key_id(k).unwrap_or_default().to_owned();
                 let before = oracle.credentials_of(k);
-                let outcome = if rotate {
-                    match api.rotate(&token, &id).map_err(transport)? {
-                        Reply::Done(new_token) => {
+                let reply = if rotate {
+                    api.rotate(&token, &id).map_err(transport)?
+                } else {
+                    api.revoke(&token, &id)
+                        .map_err(transport)?
+                        .map(|()| String::new())
+                };
+                match reply {
+                    Reply::Done(new_token) => {
+                        // Judged against the state before the operation: a key rotating itself
+                        // uses the token the rotation is about to retire.
+                        let verdict = oracle.judge_management(c, k, op);
+                        let what = if rotate {
                             let credential = oracle.rotated(c, k, new_token);
                             touched.push(credential);
-                            Ok(format!("new token c{credential}"))
-                        }
-                        Reply::Refused(status) => Err(status),
-                    }
-                } else {
-                    match api.revoke(&token, &id).map_err(transport)? {
-                        Reply::Done(()) => {
+                            format!("new token c{credential}")
+                        } else {
                             oracle.revoked(k);
-                            Ok("revoked".to_owned())
-                        }
-                        Reply::Refused(status) => Err(status),
-                    }
-                };
-                match outcome {
-                    Ok(what) => {
+                            "revoked".to_owned()
+                        };
                         transcript.push(format!("{n}. c{c} {op}s k{k} -> {what}"));
-                        if let Some(v) = oracle.judge_management(c, k, op) {
+                        if let Some(v) = verdict {
                             return Err(CaseFailure::Violation(v));
                         }
                         touched.extend(before);
                         touched.push(c);
                     }
-                    Err(status) => transcript.push(format!("{n}. c{c} {op}s k{k} -> {status}")),
+                    Reply::Refused(status) => {
+                        transcript.push(format!("{n}. c{c} {op}s k{k} -> {status}"));
+                    }
                 }
             }
             Step::Probe { who, probe } => {
