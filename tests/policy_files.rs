@@ -497,3 +497,16 @@ fn explain_walks_every_rule() {
         })
     ));
 }
+
+#[test]
+fn the_documented_example_passes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/POLICY_TESTS.md"))
+        .unwrap();
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let report = PolicyTests::from_toml(&doc[start..end], "POLICY_TESTS.md")
+        .unwrap()
+        .run();
+    report.assert_passes();
+    assert_eq!((report.passed(), report.unsupported()), (7, 1), "{report}");
+}
