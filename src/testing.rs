@@ -4,7 +4,7 @@
 //!   keygate's real decisions, with a report whose failures read as expected-vs-actual diffs. The
 //!   format is documented in `docs/POLICY_TESTS.md`; `keygate test FILE` (crate `keygate-cli`)
 //!   runs them from a shell.
-//! - [`reference`]: the plain reference model of `authorize`, and [`reference::explain`].
+//! - [`reference`](mod@reference): the plain reference model of `authorize`, and [`reference::explain`].
 //! - [`strategy`]: proptest strategies for catalogs, keys, requests, key specs and issue chains.
 //! - **Escalation fuzzing** of your own server: implement [`KeyApi`] (create, rotate, revoke,
 //!   authorize) over HTTP or in process, and [`fuzz_escalation`] drives random operation

@@ -29,7 +29,10 @@ fn finds_the_planted_regenerate_escalation() {
         (1..=PLANTED_BOUND).contains(&failure.found_at_case),
         "{report}"
     );
-    let violation = failure.violation.as_ref().unwrap();
+    let violation = failure
+        .violation
+        .as_ref()
+        .unwrap_or_else(|| panic!("not a violation: {report}"));
     // The regenerate itself is flagged (the caller does not dominate the target), or the stolen
     // token's first use beyond the caller's lineage.
     assert!(

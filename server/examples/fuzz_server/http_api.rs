@@ -142,7 +142,13 @@ impl HttpKeyApi {
             .header("Authorization", format!("Bearer {token}"));
         let bytes = match body {
             Some(body) => {
-                request = request.header("Content-Type", "application/json");
+                // A request with a body gets a connection of its own: the server closes a
+                // kept-alive connection after refusing a request whose body it never read (a 401
+                // from its authentication layer), and reusing it would read as a transport
+                // failure.
+                request = request
+                    .header("Content-Type", "application/json")
+                    .header("Connection", "close");
                 serde_json::to_vec(&body).map_err(fail)?
             }
             None => Vec::new(),
