@@ -29,7 +29,7 @@ use dudect_bencher::rand::{Rng, RngExt};
 use dudect_bencher::{BenchRng, Class, CtRunner};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, Permission, PermissionSet,
-    ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize,
+    ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize_capped,
 };
 use subtle::ConstantTimeEq;
 
@@ -231,6 +231,8 @@ impl World {
 /// One `authorize` call's inputs.
 struct Request {
     key: ApiKey,
+    /// The creator's current permissions ([`PermissionSet::ALL`] unless a test sets one).
+    cap: PermissionSet,
     action: Action,
     resource: Resource,
     now: Timestamp,
@@ -258,6 +260,7 @@ fn authorize_classes(
             let now = Timestamp::from_unix_micros(rng.random_range(0..i64::MAX / 2));
             let mut request = Request {
                 key: world.key(rng, account, Scope::Project(project), now),
+                cap: PermissionSet::ALL,
                 action: Action::new(needed),
                 resource: Resource::in_project(account, project),
                 now,
@@ -266,7 +269,13 @@ fn authorize_classes(
             if !is_left(class) {
                 deny(&world, &mut request, rng);
             }
-            let decision = authorize(&request.key, request.action, &request.resource, now);
+            let decision = authorize_capped(
+                &request.key,
+                &request.cap,
+                request.action,
+                &request.resource,
+                now,
+            );
             let ok = if is_left(class) {
                 decision == Decision::Allow
             } else {
@@ -278,7 +287,7 @@ fn authorize_classes(
             }
             request
         },
-        |r| authorize(&r.key, r.action, &r.resource, r.now),
+        |r| authorize_capped(&r.key, &r.cap, r.action, &r.resource, r.now),
     );
 }
 
@@ -286,6 +295,18 @@ fn no_base(_: &World, _: &mut Request, _: &mut BenchRng) {}
 
 fn denied(reason: keygate::Deny) -> impl Fn(Decision) -> bool {
     move |d| d == Decision::Deny(reason)
+}
+
+/// Allowed vs denied by the creator cap: both keys hold the permission and both have a random
+/// cap (the creator's current permissions); only the right class's cap lacks the permission.
+fn authorize_creator_cap(runner: &mut CtRunner, rng: &mut BenchRng) {
+    authorize_classes(
+        runner,
+        rng,
+        |w, r, rng| r.cap = w.permissions(rng, true),
+        |w, r, rng| r.cap = w.permissions(rng, false),
+        |d| matches!(d, Decision::Deny(keygate::Deny::MissingPermission(_))),
+    );
 }
 
 /// Allowed vs revoked (revoked some time before `now`).
@@ -636,6 +657,7 @@ fn main() {
         ("authorize_missing_permission", authorize_missing_permission),
         ("authorize_scope_kind", authorize_scope_kind),
         ("authorize_expiry_kind", authorize_expiry_kind),
+        ("authorize_creator_cap", authorize_creator_cap),
         ("keyring_hit_miss", keyring_hit_miss),
         ("authenticate_hit_miss", authenticate_hit_miss),
         ("leaky_control", leaky_control),

@@ -8,7 +8,7 @@
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use crate::catalog::{Catalog, CatalogError, Permission};
+use crate::catalog::{Catalog, CatalogError, Permission, PermissionSet};
 use crate::ct::{Present, at_or_before, id_word};
 use crate::decision::{Decision, Deny};
 use crate::key::ApiKey;
@@ -128,7 +128,8 @@ fn target_parts(target: Target) -> (Choice, Choice, u128) {
 /// 3. an account-level action needs an account-wide key ([`Deny::AccountLevelAction`]);
 /// 4. a project-scoped key reaches only its own project's resources and listings
 ///    ([`Deny::OutOfScope`]);
-/// 5. the key holds the action's permission ([`Deny::MissingPermission`]).
+/// 5. the key holds the action's permission ([`Deny::MissingPermission`]); with
+///    [`authorize_capped`], its creator holds it too.
 ///
 /// The time taken does not depend on the key's data or on which rule fails.
 ///
@@ -153,7 +154,42 @@ fn target_parts(target: Target) -> (Choice, Choice, u128) {
 /// # Ok::<(), keygate::CatalogError>(())
 /// ```
 pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> Decision {
-    decision_for(reason_code(key, action, resource, now), action.permission)
+    authorize_capped(key, &PermissionSet::ALL, action, resource, now)
+}
+
+/// [`authorize`] with the key's permissions capped by `cap`: its creator's current permissions,
+/// since a key never does more than its creator can do now. Rule 5 then needs the permission in
+/// the key's frozen set *and* in the cap (one more bitset AND, still constant time); an empty cap
+/// (a removed creator) denies every action with [`Deny::MissingPermission`].
+///
+/// [`Keyring::authorize`](crate::Keyring::authorize) applies the caps it was given
+/// ([`Keyring::set_creator_cap`](crate::Keyring::set_creator_cap)) by itself.
+///
+/// ```
+/// use keygate::{authorize_capped, AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId,
+///     Resource, Scope, Timestamp, TokenHash};
+/// let catalog = Catalog::read_write_delete();
+/// let acct = AccountId::from_u64(1);
+/// let key = ApiKey::new(KeyId::from_bytes([7; 16]), "k", acct, Scope::Account,
+///     catalog.all(), TokenHash::of("idc_x"), Timestamp::EPOCH);
+/// let write = Action::named(&catalog, "write")?;
+/// let now = Timestamp::from_unix_seconds(1);
+/// let demoted = catalog.expand(["read"])?; // the creator can only read now
+/// assert_eq!(authorize_capped(&key, &demoted, write, &Resource::listing(acct), now),
+///     Decision::Deny(Deny::MissingPermission(write.permission())));
+/// # Ok::<(), keygate::CatalogError>(())
+/// ```
+pub fn authorize_capped(
+    key: &ApiKey,
+    cap: &PermissionSet,
+    action: Action,
+    resource: &Resource,
+    now: Timestamp,
+) -> Decision {
+    decision_for(
+        reason_code(key, cap, action, resource, now),
+        action.permission,
+    )
 }
 
 /// Rule 1's two failures, (revoked, expired), in constant time.
@@ -176,7 +212,13 @@ pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
 }
 
 /// All five rules, as the code of the first failing one (or `ALLOW`), in constant time.
-pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> u8 {
+pub(crate) fn reason_code(
+    key: &ApiKey,
+    cap: &PermissionSet,
+    action: Action,
+    resource: &Resource,
+    now: Timestamp,
+) -> u8 {
     let (key_account_wide, key_project) = scope_parts(&key.scope);
     let (not_at_account, at_listing, resource_project) = target_parts(resource.target());
     let account_level_action = Choice::from(u8::from(action.account_level));
@@ -192,7 +234,10 @@ pub(crate) fn reason_code(key: &ApiKey, action: Action, resource: &Resource, now
     // keys of that project; the account itself only by account-wide keys.
     let in_own_project = not_at_account & key_project.ct_eq(&resource_project);
     let in_scope = key_account_wide | at_listing | in_own_project;
-    let has_permission = key.permissions.contains(action.permission);
+    let has_permission = key
+        .permissions
+        .intersection(cap)
+        .contains(action.permission);
 
     // Assign from the last rule to the first, so the first failing rule's code is what remains.
     // `conditional_select(a, b, c)` is `b` when `c` holds, else `a`: selecting on a rule that

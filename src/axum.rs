@@ -10,7 +10,7 @@
 //! - [`Authenticated`]: an extractor yielding the caller's [`ApiKey`], or a 401 with
 //!   `{"error": "Invalid or expired API key"}`.
 //! - [`ApiError`]: a response for every refusal keygate can produce: [`Deny`] (401/403/404),
-//!   [`RetryAfter`] (429 with a `Retry-After` header), [`IssueError`] (403/422), and quota errors.
+//!   [`RetryAfter`](crate::RetryAfter) (429 with a `Retry-After` header), [`IssueError`] (403/422), and quota errors.
 //!
 //! ```no_run
 //! use std::sync::{Arc, RwLock};
@@ -32,6 +32,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use ::axum::extract::rejection::JsonRejection;
 use ::axum::extract::{FromRef, FromRequestParts};
 use ::axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use ::axum::http::request::Parts;
@@ -39,13 +40,14 @@ use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+mod layer;
+pub use layer::{Allowed, Caller, Clock, Keygate, KeygateLayer, NeededPermission, RequestTime};
+
 use crate::catalog::Catalog;
 use crate::decision::Deny;
 use crate::issue::IssueError;
 use crate::key::ApiKey;
 use crate::keyring::Keyring;
-use crate::quota::QuotaError;
-use crate::ratelimit::RetryAfter;
 use crate::response::Refusal;
 use crate::timestamp::Timestamp;
 
@@ -106,12 +108,37 @@ where
     }
 }
 
-/// An error response: a status, a JSON body, and for 429 a `Retry-After` header.
-#[derive(Debug, Clone, PartialEq)]
+/// An error response: a status, a JSON body in the API's shape, and for 429 a `Retry-After`
+/// header.
+///
+/// Every keygate refusal converts into one with `?` ([`From`] any [`Refusal`]). A refusal that
+/// names a permission needs the catalog for its message: behind [`KeygateLayer`] the layer
+/// renders it with its catalog; elsewhere the message says "Permission required" (use
+/// [`ApiError::refusal`] with the catalog in hand).
+#[derive(Clone)]
 pub struct ApiError {
     status: StatusCode,
     body: serde_json::Value,
     retry_after: Option<u64>,
+    pending: Option<Arc<dyn Refusal + Send + Sync>>,
+}
+
+impl core::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("body", &self.body)
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ApiError {
+    /// Equal responses: status, body and `Retry-After`.
+    fn eq(&self, other: &Self) -> bool {
+        (self.status, &self.body, self.retry_after)
+            == (other.status, &other.body, other.retry_after)
+    }
 }
 
 impl ApiError {
@@ -131,6 +158,7 @@ impl ApiError {
             status,
             body: json!({ "error": message }),
             retry_after: None,
+            pending: None,
         }
     }
 
@@ -140,16 +168,18 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: json!({ "errors": errors }),
             retry_after: None,
+            pending: None,
         }
     }
 
     /// The response for any keygate [`Refusal`]: its status, its JSON body and, for a rate
     /// limit, a `Retry-After` header. The catalog names a missing permission.
-    pub fn refusal(refusal: &impl Refusal, catalog: &Catalog) -> Self {
+    pub fn refusal(refusal: &(impl Refusal + ?Sized), catalog: &Catalog) -> Self {
         Self {
             status: StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN),
             body: json!(refusal.body(catalog)),
             retry_after: refusal.retry_after(),
+            pending: None,
         }
     }
 
@@ -175,18 +205,43 @@ impl ApiError {
     }
 }
 
-impl From<RetryAfter> for ApiError {
-    /// 429 `{"error": "Rate limit exceeded", "retry_after": N}` with `Retry-After: N`.
-    fn from(retry: RetryAfter) -> Self {
-        // No catalog: a rate limit names no permission.
-        Self::refusal(&retry, &Catalog::EMPTY)
+impl<R: Refusal + Send + Sync + 'static> From<R> for ApiError {
+    /// The refusal's response, rendered without a catalog for now and again with the catalog by
+    /// [`KeygateLayer`] on the way out.
+    fn from(refusal: R) -> Self {
+        let mut error = Self::refusal(&refusal, &Catalog::EMPTY);
+        error.pending = Some(Arc::new(refusal));
+        error
     }
 }
 
-impl From<QuotaError> for ApiError {
-    /// 403 `{"error": "... limit reached"}`.
-    fn from(error: QuotaError) -> Self {
-        Self::refusal(&error, &Catalog::EMPTY)
+impl From<JsonRejection> for ApiError {
+    /// A body that is not the expected JSON: 415 without `Content-Type: application/json`, 422
+    /// for JSON of the wrong shape (with serde's message, capped), 400 for malformed JSON, 413 for
+    /// too large a body; always in the API's JSON shape.
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let text = rejection.body_text();
+        let message: String = text.chars().take(200).collect();
+        match status {
+            StatusCode::UNPROCESSABLE_ENTITY => Self::validation(vec![message]),
+            _ => Self::message(status, &message),
+        }
+    }
+}
+
+/// A refusal waiting for [`KeygateLayer`]'s catalog to render its body.
+#[derive(Clone)]
+pub(crate) struct Pending(Arc<dyn Refusal + Send + Sync>);
+
+impl Pending {
+    /// `response` with the refusal's body rendered with `catalog` (status and headers kept).
+    pub(crate) fn render(self, catalog: &Catalog, response: Response) -> Response {
+        let (parts, _) = response.into_parts();
+        let body = ::axum::Json(self.0.body(catalog))
+            .into_response()
+            .into_body();
+        Response::from_parts(parts, body)
     }
 }
 
@@ -197,6 +252,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(pending) = self.pending {
+            response.extensions_mut().insert(Pending(pending));
         }
         response
     }

@@ -84,6 +84,8 @@ pub struct PermissionSet([u64; WORDS]);
 impl PermissionSet {
     /// No permissions.
     pub const EMPTY: PermissionSet = PermissionSet([0; WORDS]);
+    /// Every permission index a catalog can define: as a cap, no restriction at all.
+    pub const ALL: PermissionSet = PermissionSet([u64::MAX; WORDS]);
 
     /// The set holding exactly `permission`.
     pub fn single(permission: Permission) -> Self {

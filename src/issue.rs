@@ -2,13 +2,15 @@
 
 mod error;
 mod issuer;
+mod manage;
 mod spec;
 
 use rand::CryptoRng;
 
-use crate::catalog::{Catalog, PermissionSet};
+use crate::catalog::{Catalog, PermissionSet, Role};
 use crate::decision::Deny;
 use crate::key::{ApiKey, KeyId};
+use crate::ratelimit::RateLimit;
 use crate::scope::Scope;
 use crate::timestamp::Timestamp;
 
@@ -16,17 +18,111 @@ pub(crate) use error::join;
 pub use error::{Escalation, IssueError, ValidationErrors};
 use issuer::RoleCeiling;
 pub use issuer::{Issuer, IssuerKind, key_management_permission};
+pub(crate) use manage::{Granted, manage_message, widening_message};
+pub use manage::{KeyUpdate, ManageError, ManageOp, Permit, manage};
 pub use spec::{
     IssuedKey, KeySpec, MAX_COMMENT_LEN, MAX_CREATED_BY_LEN, MAX_KEY_NAME_LEN, MAX_TAG_LEN,
     MAX_TAGS,
 };
-use spec::{Request, validate};
+use spec::{Request, pattern_message, validate};
 
 /// What the key will be, if the request stays within the issuer.
 struct Grant {
     permissions: PermissionSet,
     scope: Scope,
     expires_at: Option<Timestamp>,
+    rate_limit: Option<RateLimit>,
+}
+
+/// A role as a bound: one the catalog defines, or a name it no longer knows.
+#[derive(Clone, Copy)]
+enum RoleBound<'c> {
+    Known(&'c Role),
+    Unknown(&'c str),
+}
+
+impl<'c> RoleBound<'c> {
+    fn resolve(catalog: &'c Catalog, name: &'c str) -> Self {
+        catalog.role(name).map_or(Self::Unknown(name), Self::Known)
+    }
+
+    fn name(self) -> &'c str {
+        match self {
+            Self::Known(role) => role.name(),
+            Self::Unknown(name) => name,
+        }
+    }
+}
+
+/// What a key holds, as far as domination goes.
+struct Reach<'c> {
+    permissions: PermissionSet,
+    role: Option<RoleBound<'c>>,
+    scope: Scope,
+    expires_at: Option<Timestamp>,
+    rate_limit: Option<RateLimit>,
+}
+
+/// Every way a key with `reach` exceeds `bound`: the attenuation rule, shared by issuing (the new
+/// key against its issuer) and managing (the target against its caller). Deny by default: a role
+/// the catalog no longer defines exceeds every ranked bound.
+fn exceeds(catalog: &Catalog, bound: &Issuer, reach: &Reach<'_>) -> Vec<Escalation> {
+    let mut escalations = Vec::new();
+    let mut excess: Vec<&str> = reach
+        .permissions
+        .iter()
+        .filter(|p| !bool::from(bound.permissions.contains(*p)))
+        .filter_map(|p| catalog.name(p))
+        .collect();
+    if !excess.is_empty() {
+        excess.sort_unstable();
+        escalations.push(Escalation::Permissions(
+            excess.into_iter().map(str::to_owned).collect(),
+        ));
+    }
+    if let Some(role) = reach.role {
+        let above = match (role, &bound.role) {
+            (RoleBound::Known(role), RoleCeiling::Unranked) => {
+                !role.permissions().is_subset(&bound.permissions)
+            }
+            (RoleBound::Known(role), RoleCeiling::Rank { rank, .. }) => {
+                role.rank() > *rank || !role.permissions().is_subset(&bound.permissions)
+            }
+            (RoleBound::Unknown(_), RoleCeiling::Unranked) => false,
+            (_, RoleCeiling::Unknown(_)) | (RoleBound::Unknown(_), RoleCeiling::Rank { .. }) => {
+                true
+            }
+        };
+        if above {
+            escalations.push(Escalation::Role {
+                requested: role.name().to_owned(),
+                held: bound.role().map(str::to_owned),
+            });
+        }
+    }
+    if !reach.scope.is_within(&bound.scope) {
+        escalations.push(Escalation::Scope {
+            requested: reach.scope,
+            held: bound.scope,
+        });
+    }
+    if let Some(limit) = bound.expires_at
+        && reach.expires_at.is_none_or(|e| e > limit)
+    {
+        escalations.push(Escalation::Expiry {
+            requested: reach.expires_at.unwrap_or(Timestamp::MAX),
+            limit,
+        });
+    }
+    if let Some(limit) = bound.rate_limit
+        && reach.rate_limit.is_none_or(|r| !r.is_within(&limit))
+    {
+        escalations.push(Escalation::RateLimit {
+            requested: reach.rate_limit,
+            limit,
+        });
+    }
+    escalations
 }
 
 /// Every way `request` reaches beyond `issuer`, or the grant.
@@ -37,61 +133,40 @@ fn bound(
     request: &Request<'_>,
 ) -> Result<Grant, Vec<Escalation>> {
     let mut escalations = Vec::new();
-    let permissions = request
-        .permissions
-        .or_else(|| request.role.map(|r| *r.permissions()))
-        .unwrap_or(issuer.permissions);
-
-    let mut excess: Vec<&str> = permissions
-        .iter()
-        .filter(|p| !bool::from(issuer.permissions.contains(*p)))
-        .filter_map(|p| catalog.name(p))
-        .collect();
-    if !excess.is_empty() {
-        excess.sort_unstable();
-        escalations.push(Escalation::Permissions(
-            excess.into_iter().map(str::to_owned).collect(),
-        ));
-    }
-
-    if let Some(role) = request.role {
-        let above_rank = match &issuer.role {
-            RoleCeiling::Unranked => false,
-            RoleCeiling::Rank { rank, .. } => role.rank() > *rank,
-            RoleCeiling::Unknown(_) => true,
-        };
-        if above_rank || !role.permissions().is_subset(&issuer.permissions) {
-            escalations.push(Escalation::Role {
-                requested: role.name().to_owned(),
-                held: issuer.role().map(str::to_owned),
-            });
+    let permissions = match &request.permissions {
+        // A pattern grants what the issuer holds of it (`agents:*` is "every agents permission I
+        // hold"); one matching nothing the issuer holds is an escalation, named by the pattern.
+        Some(requested) => {
+            let mut set = requested.exact;
+            for (pattern, expansion) in &requested.patterns {
+                let held = expansion.intersection(&issuer.permissions);
+                if held.is_empty() {
+                    escalations.push(Escalation::Permissions(vec![(*pattern).to_owned()]));
+                }
+                set = set.union(&held);
+            }
+            set
         }
-    }
-
-    let scope = spec.scope.unwrap_or(issuer.scope);
-    if !scope.is_within(&issuer.scope) {
-        escalations.push(Escalation::Scope {
-            requested: scope,
-            held: issuer.scope,
-        });
-    }
-
-    // Only key issuers carry an expiry. A child asking for none inherits the issuer's; one asking
-    // for a later one is refused rather than silently shortened, so the caller learns of it.
-    let expires_at = match (request.expires_at, issuer.expires_at) {
-        (None, limit) => limit,
-        (Some(requested), Some(limit)) if requested > limit => {
-            escalations.push(Escalation::Expiry { requested, limit });
-            Some(requested)
-        }
-        (Some(requested), _) => Some(requested),
+        None => request
+            .role
+            .map_or(issuer.permissions, |r| *r.permissions()),
     };
-
+    // A child asking for no expiry or no rate limit inherits the issuer's; one asking for a later
+    // expiry or a looser limit is refused rather than silently narrowed, so the caller learns of it.
+    let reach = Reach {
+        permissions,
+        role: request.role.map(RoleBound::Known),
+        scope: spec.scope.unwrap_or(issuer.scope),
+        expires_at: request.expires_at.or(issuer.expires_at),
+        rate_limit: spec.rate_limit.or(issuer.rate_limit),
+    };
+    escalations.extend(exceeds(catalog, issuer, &reach));
     if escalations.is_empty() {
         Ok(Grant {
-            permissions,
-            scope,
-            expires_at,
+            permissions: reach.permissions,
+            scope: reach.scope,
+            expires_at: reach.expires_at,
+            rate_limit: reach.rate_limit,
         })
     } else {
         Err(escalations)
@@ -103,30 +178,42 @@ fn bound(
 ///
 /// # Attenuation
 ///
-/// Issuing keys: attenuation, checked once, frozen forever.
-///
 /// An [`Issuer`] (a user holding a role or a set of permissions, or an existing [`ApiKey`] that
-/// holds the key-management permission) asks for a new key with a [`KeySpec`]. [`issue`] grants
-/// it only if it is an *attenuation* of the issuer, in the sense of biscuit's attenuated tokens: a
-/// derived key can only do less.
+/// holds the [key-management permission](key_management_permission)) asks for a new key with a
+/// [`KeySpec`]. [`issue`] grants it only if it is an *attenuation* of the issuer, in the sense of
+/// biscuit's attenuated tokens: a derived key can only do less.
 ///
-/// - **Permissions** default to the issuer's full set and must be a subset of it. The set is
-///   copied into the key at issue time, so nothing done to the issuer later (a wider role, a
-///   grown catalog) widens the key.
+/// - **Permissions** default to the issuer's full set and must be a subset of it. A pattern
+///   (`agents:*`, `*:read`, `*`) grants what the issuer holds of it; an exact name the issuer
+///   lacks, or a pattern matching nothing it holds, is refused. The set is copied into the key at
+///   issue time, so nothing done to the issuer later (a wider role, a grown catalog) widens the
+///   key. An explicitly empty list is malformed: a key that can do nothing is a mistake.
 /// - **Scope** defaults to the issuer's own scope and must lie within it: a project-scoped issuer
 ///   mints keys for its own project only; only an account-wide issuer mints account-wide keys.
 ///   The account is always the issuer's.
 /// - **Roles** are ranked (`member` < `admin` < `owner`): a key never gets a role ranked above
-///   its creator's, nor one holding permissions its creator lacks.
+///   its issuer's role ceiling, nor one holding permissions its issuer lacks. A key issued without
+///   a role carries its issuer's ceiling ([`ApiKey::role_ceiling`]), so a role-less key in the
+///   middle of a chain cannot be used to climb.
 /// - **Expiry**: a key issued by a key never outlives it. A child that asks for no expiry gets the
-///   issuer's; one that asks for a later expiry is refused.
+///   issuer's; one that asks for a later expiry is refused. Every accepted expiry is one a record
+///   can store (years up to 9999); a positive time to live rounds up to the next microsecond.
+/// - **Rate limit**: a child of a rate-limited key gets a limit no looser (fewer or as many
+///   requests per unit of time, a burst no larger); it inherits the issuer's when it asks for
+///   none. Each of its requests is also charged to every rate-limited ancestor's budget by
+///   [`Keyring::check_rate_limit`](crate::Keyring::check_rate_limit), so minting children is no
+///   way around a limit.
+/// - **Creator and issuer** come from the authenticated issuer, never from the request: a user
+///   issuer's id, or a key issuer's own creator, is the new key's `created_by`; a key issuer's id
+///   is its `issued_by`.
 ///
 /// Two kinds of refusal, checked in this order (after the issuing key, if any, is found to be
-/// unexpired at `now`: 401 otherwise), and nothing is issued on either:
+/// unexpired at `now` (401 otherwise) and to hold the key-management permission (403)), and
+/// nothing is issued on either:
 /// 1. [`IssueError::Invalid`], 422 `{"errors": [...]}`: every malformed part of the request, all
-///    collected (blank or long name, expiry in the past, both expiry forms, unknown permission or
-///    role, ...). Escalation is not judged on a request that is not well formed: an unknown
-///    permission cannot be compared with the issuer's set.
+///    collected (blank or long name, expiry in the past or past year 9999, both expiry forms,
+///    unknown permission or role, ...). Escalation is not judged on a request that is not well
+///    formed: an unknown permission cannot be compared with the issuer's set.
 /// 2. [`IssueError::Escalation`], 403 `{"error": "..."}`: every way the request reaches beyond
 ///    the issuer, all collected.
 ///
@@ -167,7 +254,15 @@ pub fn issue<R: CryptoRng + ?Sized>(
     if issuer.expires_at.is_some_and(|e| e <= now) {
         return Err(IssueError::IssuerKey(Deny::Expired));
     }
-    let request = validate(catalog, &spec, now).map_err(IssueError::Invalid)?;
+    // A user is trusted to create keys within what they hold; a key needs the permission to.
+    if issuer.key_id().is_some() {
+        let manage =
+            key_management_permission(catalog).ok_or(IssueError::NoKeyManagementPermission)?;
+        if !bool::from(issuer.permissions.contains(manage)) {
+            return Err(IssueError::IssuerKey(Deny::MissingPermission(manage)));
+        }
+    }
+    let request = validate(catalog, &spec, issuer.user_id(), now).map_err(IssueError::Invalid)?;
     let grant = bound(catalog, issuer, &spec, &request).map_err(IssueError::Escalation)?;
     let role = request.role.map(|r| r.name().to_owned());
 
@@ -182,14 +277,18 @@ pub fn issue<R: CryptoRng + ?Sized>(
         now,
     );
     key.expires_at = grant.expires_at.into();
-    key.rate_limit = spec.rate_limit;
+    key.rate_limit = grant.rate_limit;
+    // The issuer's ceiling travels with a role-less key, so a later child cannot be granted a
+    // role above it.
+    if role.is_none() {
+        key.role_ceiling = issuer.role().map(str::to_owned);
+    }
     key.role = role;
     key.tags = spec.tags.iter().map(|t| t.trim().to_owned()).collect();
-    key.comment = spec.comment;
-    key.created_by = spec
-        .created_by
-        .map(|c| c.trim().to_owned())
-        .or_else(|| issuer.user_id.clone());
+    key.comment = spec.comment.clone();
+    // From the authenticated issuer only: never from what the request says.
+    key.created_by = issuer.user_id().map(|u| u.trim().to_owned());
+    key.issued_by = issuer.key_id();
     Ok(IssuedKey { key, token })
 }
 

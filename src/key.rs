@@ -133,6 +133,8 @@ pub struct ApiKey {
     pub(crate) tags: Vec<String>,
     pub(crate) comment: Option<String>,
     pub(crate) created_by: Option<String>,
+    pub(crate) issued_by: Option<KeyId>,
+    pub(crate) role_ceiling: Option<String>,
 }
 
 impl ApiKey {
@@ -178,6 +180,8 @@ impl ApiKey {
             tags: Vec::new(),
             comment: None,
             created_by: None,
+            issued_by: None,
+            role_ceiling: None,
         }
     }
 
@@ -249,9 +253,22 @@ impl ApiKey {
     pub fn comment(&self) -> Option<&str> {
         self.comment.as_deref()
     }
-    /// Who created the key (seed 004's user id), if recorded.
+    /// Who created the key (seed 004's user id), if recorded. A key issued by another key
+    /// inherits its issuer's creator: the user on whose behalf the whole chain acts, and whose
+    /// current permissions cap it (see [`Keyring::set_creator_cap`](crate::Keyring::set_creator_cap)).
     pub fn created_by(&self) -> Option<&str> {
         self.created_by.as_deref()
+    }
+    /// The key that issued this one, if a key did (revoking that key can revoke this one too:
+    /// [`Keyring::revoke_tree`](crate::Keyring::revoke_tree)).
+    pub fn issued_by(&self) -> Option<KeyId> {
+        self.issued_by
+    }
+    /// The highest catalog role this key, and every key it issues, may be granted: its own role,
+    /// or the role ceiling of whoever issued it. It survives a role-less key in the middle of a
+    /// chain, so no descendant is ever granted a role ranked above every ancestor's.
+    pub fn role_ceiling(&self) -> Option<&str> {
+        self.role.as_deref().or(self.role_ceiling.as_deref())
     }
 
     /// Whether the key was revoked.
@@ -326,6 +343,8 @@ impl ApiKey {
             tags: self.tags.clone(),
             comment: self.comment.clone(),
             created_by: self.created_by.clone(),
+            issued_by: self.issued_by,
+            role_ceiling: self.role_ceiling.clone(),
         }
     }
 
@@ -351,7 +370,103 @@ impl ApiKey {
             tags: record.tags,
             comment: record.comment,
             created_by: record.created_by,
+            issued_by: record.issued_by,
+            role_ceiling: record.role_ceiling,
         })
+    }
+}
+
+impl ApiKey {
+    /// A serializable view of the key for API responses and logs: everything but its secrets
+    /// (no token, no token hash), permissions by name.
+    ///
+    /// ```
+    /// use keygate::{AccountId, ApiKey, Catalog, KeyId, Scope, Timestamp, TokenHash};
+    /// let catalog = Catalog::read_write_delete();
+    /// let key = ApiKey::new(KeyId::from_bytes([1; 16]), "Backend", AccountId::from_u64(7),
+    ///     Scope::Account, catalog.expand(["read"])?, TokenHash::of("idc_x"), Timestamp::EPOCH);
+    /// let json = serde_json::to_value(key.view(&catalog))?;
+    /// assert_eq!(json["permissions"], serde_json::json!(["read"]));
+    /// assert!(json.get("token_hash").is_none());
+    /// assert!(!json.to_string().contains(&key.token_hash().to_string()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn view<'a>(&'a self, catalog: &'a Catalog) -> KeyView<'a> {
+        KeyView {
+            id: self.id,
+            name: &self.name,
+            account_id: self.account,
+            project_id: self.scope.get(),
+            permissions: catalog.names(&self.permissions).collect(),
+            role: self.role.as_deref(),
+            created_at: self.created_at,
+            expires_at: self.expires_at.get(),
+            revoked_at: self.revoked_at,
+            rate_limit: self.rate_limit,
+            tags: &self.tags,
+            comment: self.comment.as_deref(),
+            created_by: self.created_by.as_deref(),
+            issued_by: self.issued_by,
+        }
+    }
+}
+
+/// What [`ApiKey::view`] shows: a key without its secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyView<'a> {
+    /// The key's id.
+    pub id: KeyId,
+    /// Display name.
+    pub name: &'a str,
+    /// Owning account.
+    pub account_id: AccountId,
+    /// The project of a project-scoped key (`null` for an account-wide key).
+    pub project_id: Option<ProjectId>,
+    /// Granted permission names, sorted.
+    pub permissions: Vec<&'a str>,
+    /// Role it was issued with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'a str>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Expiry (exclusive).
+    pub expires_at: Option<Timestamp>,
+    /// Revocation time.
+    pub revoked_at: Option<Timestamp>,
+    /// Rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Tags.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub tags: &'a [String],
+    /// Comment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<&'a str>,
+    /// Creator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<&'a str>,
+    /// The key that issued it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<KeyId>,
+}
+
+impl crate::scope::Resource {
+    /// The resource a key *record* is, for authorizing access to it with
+    /// [`authorize`](crate::authorize()): an account-wide key is an account-level resource
+    /// (reached only by account-wide keys), a project-scoped key is inside its project.
+    ///
+    /// ```
+    /// use keygate::{AccountId, ApiKey, KeyId, PermissionSet, ProjectId, Resource, Scope,
+    ///     Timestamp, TokenHash};
+    /// let (a, p) = (AccountId::from_u64(1), ProjectId::from_u64(2));
+    /// let key = ApiKey::new(KeyId::from_bytes([1; 16]), "k", a, Scope::Project(p),
+    ///     PermissionSet::EMPTY, TokenHash::of("x"), Timestamp::EPOCH);
+    /// assert_eq!(Resource::of_key(&key), Resource::in_project(a, p));
+    /// ```
+    pub fn of_key(key: &ApiKey) -> Self {
+        match key.scope() {
+            Scope::Account => Self::account(key.account()),
+            Scope::Project(project) => Self::in_project(key.account(), project),
+        }
     }
 }
 
@@ -416,4 +531,10 @@ pub struct ApiKeyRecord {
     /// Creator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The key that issued this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<KeyId>,
+    /// The role ceiling inherited from the issuer, for a key issued without a role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_ceiling: Option<String>,
 }

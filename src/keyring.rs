@@ -1,6 +1,10 @@
 //! The embedded key store: token hash → key, with a constant-time lookup (see [`Keyring`]).
 
+mod caps;
+mod change;
 mod index;
+mod manage;
+mod shared;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -9,8 +13,8 @@ use core::fmt;
 use core::time::Duration;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
-use rand::CryptoRng;
 use subtle::{Choice, ConditionallySelectable};
 
 use crate::authorize::{Action, code, decision_for, liveness_code, reason_code};
@@ -19,12 +23,13 @@ use crate::decision::{Decision, Deny};
 use crate::key::{ApiKey, KeyId, LifecycleError};
 use crate::scope::{AccountId, Resource, Scope};
 use crate::timestamp::Timestamp;
-use crate::token::{Token, TokenFormat, TokenHash};
+use crate::token::{TokenFormat, TokenHash};
+use caps::CreatorCaps;
+pub use change::{Change, RecordChange, Staged};
 use index::{IndexEntry, SecretIndex, entries_for};
-pub use state::KeyState;
-/// How many tokens [`Keyring::rotate`] mints before giving up on an index collision. One is
-/// enough with a working RNG; a few more make a 2⁻⁶⁴ accident invisible.
-const ROTATE_ATTEMPTS: usize = 4;
+pub use shared::{AuthenticatedKey, SharedKeyring, SharedStaged, Writer};
+use state::{Endpoints, KeyCell};
+pub use state::{KeyState, MAX_RATE_LIMIT_CHAIN};
 
 /// A keyring operation was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +51,14 @@ pub enum KeyringError {
     /// The key refused the operation (a revoked key cannot be rotated).
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// The permit is for another operation than the one asked for.
+    #[error("a permit to {got} was presented to {expected}")]
+    WrongPermit {
+        /// The operation asked for.
+        expected: &'static str,
+        /// The operation the permit allows.
+        got: &'static str,
+    },
     /// The keyring holds as many keys as it can address (about four billion).
     #[error("keyring is full")]
     Full,
@@ -143,13 +156,20 @@ pub struct Keyring {
     format: TokenFormat,
     /// A string of the format's length, hashed in place of a wrong-length token.
     stand_in: String,
-    /// Slot 0 is the dummy key; real keys follow in no particular order.
-    keys: Vec<ApiKey>,
-    /// `states[slot]` belongs to `keys[slot]`.
-    states: Vec<KeyState>,
+    /// Slot 0 is the dummy key; real keys follow in no particular order. Shared with the
+    /// snapshots a [`SharedKeyring`] publishes, so that a new snapshot copies pointers.
+    keys: Vec<Arc<ApiKey>>,
+    /// `cells[slot]` is the live state of `keys[slot]`, shared by every snapshot holding it.
+    cells: Vec<Arc<KeyCell>>,
+    /// The routes usage is counted for.
+    endpoints: Arc<Endpoints>,
     /// Exactly the entries of [`entries_for`] of every real key.
     index: SecretIndex,
     slots: HashMap<KeyId, u32>,
+    /// Every creator's current permissions.
+    caps: CreatorCaps,
+    /// `cap_slots[slot]` is the cap slot of `keys[slot]`'s creator.
+    cap_slots: Vec<u32>,
 }
 
 impl fmt::Debug for Keyring {
@@ -174,13 +194,17 @@ impl Keyring {
     /// An empty keyring for tokens of `format`. Tokens of any other format are refused.
     pub fn new(format: TokenFormat) -> Self {
         let stand_in = format!("{}{}", format.prefix(), "A".repeat(format.body_len()));
+        let endpoints = Arc::new(Endpoints::default());
         Self {
             format,
             stand_in,
-            keys: vec![dummy_key()],
-            states: vec![KeyState::default()],
+            keys: vec![Arc::new(dummy_key())],
+            cells: vec![Arc::new(KeyCell::new(&endpoints))],
+            endpoints,
             index: SecretIndex::default(),
             slots: HashMap::new(),
+            caps: CreatorCaps::default(),
+            cap_slots: vec![caps::NO_CREATOR_SLOT],
         }
     }
 
@@ -196,7 +220,7 @@ impl Keyring {
         let keys = keys.into_iter();
         let (lower, _) = keys.size_hint();
         ring.keys.reserve(lower);
-        ring.states.reserve(lower);
+        ring.cells.reserve(lower);
         ring.slots.reserve(lower);
         let mut entries = Vec::with_capacity(lower);
         for key in keys {
@@ -206,11 +230,45 @@ impl Keyring {
                 Entry::Vacant(vacant) => vacant.insert(slot),
             };
             entries.extend(entries_for(&key, slot));
-            ring.keys.push(key);
-            ring.states.push(KeyState::default());
+            ring.cap_slots.push(ring.caps.slot_for(key.created_by()));
+            ring.keys.push(Arc::new(key));
+            ring.cells.push(Arc::new(KeyCell::new(&ring.endpoints)));
         }
         ring.index = SecretIndex::from_entries(entries, |slot| ring.id_at(slot))?;
         Ok(ring)
+    }
+
+    /// The same keyring, counting usage per route for `endpoints` (`"GET /recordings"`, ...);
+    /// requests to anything else count under [`Usage::OTHER`](crate::Usage::OTHER). Set it at
+    /// start-up: it restarts every key's counters (their settled usage stays).
+    ///
+    /// ```
+    /// use keygate::{AccountId, ApiKey, KeyId, Keyring, PermissionSet, Scope, Timestamp, TokenHash};
+    /// let id = KeyId::from_bytes([1; 16]);
+    /// let mut keyring = Keyring::default().with_endpoints(["GET /recordings", "POST /recordings"]);
+    /// keyring.insert(ApiKey::new(id, "k", AccountId::from_u64(1), Scope::Account,
+    ///     PermissionSet::EMPTY, TokenHash::of("x"), Timestamp::EPOCH))?;
+    /// let now = Timestamp::from_unix_seconds(60);
+    /// keyring.record_usage(id, "GET /recordings", 200, now);
+    /// keyring.record_usage(id, "PROPFIND /recordings", 405, now); // not a route: "other"
+    /// let usage = keyring.state(id).map(|s| s.usage).unwrap_or_default();
+    /// assert_eq!(usage.total_requests(), 2);
+    /// assert_eq!(usage.requests_for("GET /recordings"), 1);
+    /// assert_eq!(usage.requests_for("other"), 1);
+    /// # Ok::<(), keygate::KeyringError>(())
+    /// ```
+    pub fn with_endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints = Arc::new(Endpoints::new(endpoints));
+        for cell in &mut self.cells {
+            let fresh = KeyCell::new(&self.endpoints);
+            fresh.restore(&cell.state(&self.endpoints));
+            *cell = Arc::new(fresh);
+        }
+        self
     }
 
     /// The token format this keyring accepts.
@@ -230,7 +288,7 @@ impl Keyring {
 
     /// Every key, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &ApiKey> {
-        self.keys.iter().skip(1)
+        self.keys.iter().skip(1).map(AsRef::as_ref)
     }
 
     /// The key with this id.
@@ -238,144 +296,59 @@ impl Keyring {
         self.slot_of(id).ok().and_then(|slot| self.key_at(slot))
     }
 
-    /// The per-request state of the key with this id.
-    pub fn state(&self, id: KeyId) -> Option<&KeyState> {
-        let slot = self.slot_of(id).ok()?;
-        self.states.get(usize::try_from(slot).ok()?)
-    }
-
-    /// The per-request state of the key with this id, to count a request or check its rate limit.
-    ///
-    /// ```
-    /// # use keygate::{AccountId, ApiKey, KeyId, Keyring, PermissionSet, Scope, Timestamp, TokenHash};
-    /// # let id = KeyId::from_bytes([1; 16]);
-    /// # let mut keyring = Keyring::default();
-    /// # keyring.insert(ApiKey::new(id, "k", AccountId::from_u64(1), Scope::Account,
-    /// #     PermissionSet::EMPTY, TokenHash::of("x"), Timestamp::EPOCH))?;
-    /// let now = Timestamp::from_unix_seconds(60);
-    /// if let Some(state) = keyring.state_mut(id) {
-    ///     state.usage.record("GET /recordings", 200, now);
-    /// }
-    /// assert_eq!(keyring.state(id).map(|s| s.usage.total_requests()), Some(1));
-    /// # Ok::<(), keygate::KeyringError>(())
-    /// ```
-    pub fn state_mut(&mut self, id: KeyId) -> Option<&mut KeyState> {
-        let slot = self.slot_of(id).ok()?;
-        self.states.get_mut(usize::try_from(slot).ok()?)
-    }
-
     /// Adds a key. Fails, changing nothing, if its id is already present, if one of its secrets
     /// (current or retired) is already present, or on a hash prefix collision.
+    /// [`stage_insert`](Self::stage_insert) is the same, persisted before it is applied.
     pub fn insert(&mut self, key: ApiKey) -> Result<(), KeyringError> {
-        if self.slots.contains_key(&key.id()) {
-            return Err(KeyringError::DuplicateKeyId(key.id()));
-        }
-        let slot = self.next_slot()?;
-        self.index.check(&key, slot)?;
-        self.index.put(&key, slot);
-        self.slots.insert(key.id(), slot);
-        self.keys.push(key);
-        self.states.push(KeyState::default());
+        self.stage_insert(key)?.apply();
         Ok(())
     }
 
     /// Removes a key and its state; its tokens stop matching at once. (To keep a record of a
-    /// refused key, [`revoke`](Self::revoke) it instead.)
+    /// refused key, [`revoke`](Self::revoke) it instead.) [`stage_remove`](Self::stage_remove)
+    /// is the same, persisted before it is applied.
     pub fn remove(&mut self, id: KeyId) -> Option<(ApiKey, KeyState)> {
-        let slot = self.slots.remove(&id)?;
-        let index = usize::try_from(slot).ok()?;
+        let key = self.get(id)?.clone();
+        let state = self.state(id).unwrap_or_default();
+        self.stage_remove(id).ok()?.apply();
+        Some((key, state))
+    }
+
+    /// Takes a key out of its slot (the last key moves into it). Part of applying a change.
+    fn take_out(&mut self, id: KeyId) {
+        let Some(slot) = self.slots.remove(&id) else {
+            return;
+        };
+        let Ok(index) = usize::try_from(slot) else {
+            return;
+        };
         self.index.remove(slot);
-        let last = u32::try_from(self.keys.len().saturating_sub(1)).ok()?;
+        let Ok(last) = u32::try_from(self.keys.len().saturating_sub(1)) else {
+            return;
+        };
         // `swap_remove` moves the last key into the freed slot: point its entries there.
         if last != slot {
             self.index.move_slot(last, slot);
             let moved = self.id_at(last);
             self.slots.insert(moved, slot);
         }
-        let key = self.keys.swap_remove(index);
-        let state = self.states.swap_remove(index);
-        Some((key, state))
-    }
-
-    /// Revokes a key now: every one of its tokens, current or in a grace period, is refused from
-    /// `now` on. Revoking again keeps the first time.
-    pub fn revoke(&mut self, id: KeyId, now: Timestamp) -> Result<(), KeyringError> {
-        self.update(id, |mut key| {
-            key.revoke(now);
-            key
-        })
-    }
-
-    /// Gives a key a new secret, keeping its id, metadata and state, and returns the new token
-    /// (show it once).
-    ///
-    /// Without a grace period (`None` or zero) the old token is refused at once, as seed 001
-    /// says; with one, it keeps working until `now + grace` (exclusive). Only the latest retired
-    /// secret is kept, so rotating again ends an earlier grace period.
-    ///
-    /// ```
-    /// use keygate::{AccountId, ApiKey, Deny, KeyId, Keyring, PermissionSet, Scope, Timestamp};
-    /// use rand::SeedableRng;
-    /// use std::time::Duration;
-    ///
-    /// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    /// let mut keyring = Keyring::default();
-    /// let old = keyring.format().mint(&mut rng);
-    /// let id = KeyId::random(&mut rng);
-    /// keyring.insert(ApiKey::new(id, "ci", AccountId::from_u64(1), Scope::Account,
-    ///     PermissionSet::EMPTY, old.hash(), Timestamp::EPOCH))?;
-    ///
-    /// let now = Timestamp::from_unix_seconds(100);
-    /// let new = keyring.rotate(id, now, Some(Duration::from_secs(60)), &mut rng)?;
-    /// assert!(keyring.authenticate(new.expose_secret(), now).is_ok());
-    /// assert!(keyring.authenticate(old.expose_secret(), now).is_ok());
-    /// let later = now + Duration::from_secs(60);
-    /// assert_eq!(keyring.authenticate(old.expose_secret(), later).err(), Some(Deny::UnknownKey));
-    /// # Ok::<(), keygate::KeyringError>(())
-    /// ```
-    pub fn rotate<R: CryptoRng + ?Sized>(
-        &mut self,
-        id: KeyId,
-        now: Timestamp,
-        grace: Option<Duration>,
-        rng: &mut R,
-    ) -> Result<Token, KeyringError> {
-        let slot = self.slot_of(id)?;
-        let current = self.key_at(slot).ok_or(KeyringError::UnknownKeyId(id))?;
-        let mut last_error = KeyringError::UnknownKeyId(id);
-        for _ in 0..ROTATE_ATTEMPTS {
-            let mut next = current.clone();
-            let token = next.rotate(&self.format, now, grace, rng)?;
-            match self.index.check(&next, slot) {
-                Ok(()) => {
-                    self.replace(slot, next);
-                    return Ok(token);
-                }
-                Err(error) => last_error = error,
-            }
+        if index < self.keys.len() {
+            self.keys.swap_remove(index);
+            self.cells.swap_remove(index);
+            self.cap_slots.swap_remove(index);
         }
-        Err(last_error)
     }
 
-    /// Changes a key through `f`, which gets the key by value (so builders such as
-    /// [`ApiKey::with_expiry`] work) and returns the new version. The index follows any change of
-    /// secret. Fails, changing nothing, if the new version's secrets clash with another key's.
-    ///
-    /// The key id cannot change this way (`f`'s result keeps the original id), and neither can a
-    /// revocation be undone: revocation is final.
-    pub fn update<F>(&mut self, id: KeyId, f: F) -> Result<(), KeyringError>
-    where
-        F: FnOnce(ApiKey) -> ApiKey,
-    {
-        let slot = self.slot_of(id)?;
-        let current = self.key_at(slot).ok_or(KeyringError::UnknownKeyId(id))?;
-        let revoked_at = current.revoked_at;
-        let mut next = f(current.clone());
-        next.id = id;
-        next.revoked_at = revoked_at.or(next.revoked_at);
-        self.index.check(&next, slot)?;
-        self.replace(slot, next);
-        Ok(())
+    /// Puts a new key in a new slot. Part of applying a change, whose staging checked it.
+    fn put_new(&mut self, key: ApiKey) {
+        let Ok(slot) = self.next_slot() else {
+            return;
+        };
+        self.index.put(&key, slot);
+        self.slots.insert(key.id(), slot);
+        self.cap_slots.push(self.caps.slot_for(key.created_by()));
+        self.keys.push(Arc::new(key));
+        self.cells.push(Arc::new(KeyCell::new(&self.endpoints)));
     }
 
     /// Forgets every retired secret whose grace period has ended by `now`, from the keys and the
@@ -392,7 +365,7 @@ impl Keyring {
                     .retired
                     .is_some_and(|r| !bool::from(index::works_at(r.valid_until, now)))
                 {
-                    key.retired = None;
+                    Arc::make_mut(key).retired = None;
                 }
             }
         }
@@ -409,6 +382,110 @@ impl Keyring {
             .filter(move |key| key.expires_within(now, window))
     }
 
+    /// Sets `creator`'s current permissions: from now on every key that records `creator` as its
+    /// creator (issued by them, or by a key of theirs) authorizes only what it holds *and* `cap`
+    /// holds. Demoting a user shrinks their keys at once; promoting them back restores the keys'
+    /// frozen sets, never more.
+    ///
+    /// A creator whose cap was never set is uncapped (the keyring cannot know a user's rights
+    /// unless told): give every creator's cap at start-up to have every key capped.
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Action, Catalog, Decision, Deny, Issuer, KeySpec, Keyring,
+    ///     Resource, Scope, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::read_write_delete();
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let acct = AccountId::from_u64(1);
+    /// let alice = Issuer::user(acct, Scope::Account, catalog.all()).with_user_id("alice");
+    /// let issued = issue(&catalog, &alice, KeySpec::named("deploy"), now, &mut rng)?;
+    /// let mut keyring = Keyring::default();
+    /// keyring.insert(issued.key)?;
+    /// let token = issued.token.expose_secret();
+    /// let delete = Action::named(&catalog, "delete")?;
+    /// let here = Resource::listing(acct);
+    /// assert_eq!(keyring.authorize(token, delete, &here, now), Decision::Allow);
+    ///
+    /// keyring.set_creator_cap("alice", catalog.expand(["read"])?); // alice is demoted
+    /// assert_eq!(keyring.authorize(token, delete, &here, now),
+    ///     Decision::Deny(Deny::MissingPermission(delete.permission())));
+    /// keyring.remove_creator("alice"); // alice leaves: her keys do nothing
+    /// let read = Action::named(&catalog, "read")?;
+    /// assert!(!keyring.authorize(token, read, &here, now).is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_creator_cap(&mut self, creator: &str, cap: PermissionSet) {
+        self.caps.set(creator, cap);
+    }
+
+    /// Removes `creator`: every key they created, directly or through their keys, is disabled
+    /// (its cap becomes empty, so every action is [`Deny::MissingPermission`]).
+    pub fn remove_creator(&mut self, creator: &str) {
+        self.caps.set(creator, PermissionSet::EMPTY);
+    }
+
+    /// `creator`'s current cap, if one was set or a key of theirs was seen (uncapped until set).
+    pub fn creator_cap(&self, creator: &str) -> Option<&PermissionSet> {
+        self.caps.of(creator)
+    }
+
+    /// The cap on the key with this id: its creator's current permissions
+    /// ([`PermissionSet::ALL`] for a key that records no creator).
+    pub fn cap_of(&self, id: KeyId) -> Option<&PermissionSet> {
+        let slot = self.slot_of(id).ok()?;
+        Some(self.caps.get(self.cap_slot_at(slot)))
+    }
+
+    /// What the key with this id can do now: its frozen set capped by its creator's current
+    /// permissions. Nothing for a key this keyring does not hold.
+    pub fn effective_permissions(&self, id: KeyId) -> PermissionSet {
+        match self.slot_of(id) {
+            Ok(slot) => self.key_at(slot).map_or(PermissionSet::EMPTY, |key| {
+                key.permissions()
+                    .intersection(self.caps.get(self.cap_slot_at(slot)))
+            }),
+            Err(_) => PermissionSet::EMPTY,
+        }
+    }
+
+    /// [`authorize_capped`](crate::authorize_capped) for a key already in hand (from
+    /// [`authenticate`](Self::authenticate)), with this keyring's cap on it. A key this keyring
+    /// does not hold (removed since) is capped to nothing.
+    pub fn authorize_key(
+        &self,
+        key: &ApiKey,
+        action: Action,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Decision {
+        let cap = match self.slot_of(key.id()) {
+            Ok(slot) => *self.caps.get(self.cap_slot_at(slot)),
+            Err(_) => PermissionSet::EMPTY,
+        };
+        decision_for(
+            reason_code(key, &cap, action, resource, now),
+            action.permission(),
+        )
+    }
+
+    /// The key with this id as the caller of [`issue`](crate::issue()) or
+    /// [`manage`](crate::manage()): as this keyring holds it now (so a revocation since it was
+    /// authenticated counts), active at `now`, and capped by its creator's current permissions,
+    /// so that a demoted creator's keys can neither issue nor manage beyond what the creator can
+    /// do now. A key this keyring does not hold is [`Deny::UnknownKey`] (401).
+    pub fn issuer(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        id: KeyId,
+        now: Timestamp,
+    ) -> Result<crate::issue::Issuer, crate::issue::IssueError> {
+        let key = self
+            .get(id)
+            .ok_or(crate::issue::IssueError::IssuerKey(Deny::UnknownKey))?;
+        Ok(crate::issue::Issuer::key(catalog, key, now)?.capped(&self.effective_permissions(id)))
+    }
+
     /// The active key a presented token belongs to.
     ///
     /// A token that is malformed, of another format, unknown, or a retired secret past its grace
@@ -416,6 +493,12 @@ impl Keyring {
     /// [`Deny::Expired`]. All three are 401 with the same body. Constant time and allocation-free,
     /// as described in the [type docs](Keyring).
     pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<&ApiKey, Deny> {
+        let slot = self.authenticate_slot(token, now)?;
+        self.key_at(slot).ok_or(Deny::UnknownKey)
+    }
+
+    /// [`authenticate`](Self::authenticate), as the slot of the key found.
+    fn authenticate_slot(&self, token: &str, now: Timestamp) -> Result<u32, Deny> {
         let (slot, found) = self.lookup(token, now);
         let Some(key) = self.key_at(slot) else {
             return Err(Deny::UnknownKey);
@@ -426,7 +509,7 @@ impl Keyring {
         // for `UNKNOWN_KEY` there. Rule 1 alone never yields `MISSING_PERMISSION`, so the
         // permission passed is never read.
         match decision_for(reason, Permission::FIRST) {
-            Decision::Allow => Ok(key),
+            Decision::Allow => Ok(slot),
             Decision::Deny(deny) => Err(deny),
         }
     }
@@ -449,7 +532,8 @@ impl Keyring {
         let Some(key) = self.key_at(slot) else {
             return Decision::Deny(Deny::UnknownKey);
         };
-        let mut reason = reason_code(key, action, resource, now);
+        let cap = self.caps.get(self.cap_slot_at(slot));
+        let mut reason = reason_code(key, cap, action, resource, now);
         reason.conditional_assign(&code::UNKNOWN_KEY, !found);
         decision_for(reason, action.permission())
     }
@@ -471,6 +555,14 @@ impl Keyring {
         (slot, format_ok & matched)
     }
 
+    fn cap_slot_at(&self, slot: u32) -> u32 {
+        usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.cap_slots.get(s))
+            .copied()
+            .unwrap_or(caps::NO_CREATOR_SLOT)
+    }
+
     fn slot_of(&self, id: KeyId) -> Result<u32, KeyringError> {
         self.slots
             .get(&id)
@@ -479,7 +571,16 @@ impl Keyring {
     }
 
     fn key_at(&self, slot: u32) -> Option<&ApiKey> {
-        self.keys.get(usize::try_from(slot).ok()?)
+        self.keys
+            .get(usize::try_from(slot).ok()?)
+            .map(AsRef::as_ref)
+    }
+
+    fn cell_of(&self, id: KeyId) -> Option<&KeyCell> {
+        let slot = self.slot_of(id).ok()?;
+        self.cells
+            .get(usize::try_from(slot).ok()?)
+            .map(AsRef::as_ref)
     }
 
     fn id_at(&self, slot: u32) -> KeyId {
@@ -494,11 +595,18 @@ impl Keyring {
     /// Puts `key` in `slot`, replacing its secrets in the index. The checks must have passed.
     fn replace(&mut self, slot: u32, key: ApiKey) {
         self.index.put(&key, slot);
+        let cap_slot = self.caps.slot_for(key.created_by());
+        if let Some(place) = usize::try_from(slot)
+            .ok()
+            .and_then(|i| self.cap_slots.get_mut(i))
+        {
+            *place = cap_slot;
+        }
         if let Some(place) = usize::try_from(slot)
             .ok()
             .and_then(|i| self.keys.get_mut(i))
         {
-            *place = key;
+            *place = Arc::new(key);
         }
     }
 }

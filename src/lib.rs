@@ -8,7 +8,9 @@
 //! | name tenants and resources | [`AccountId`], [`ProjectId`], [`Scope`], [`Resource`] |
 //! | mint and recognise secrets | [`TokenFormat`], [`Token`], [`TokenHash`] |
 //! | issue keys that only do less | [`issue()`], [`Issuer`], [`KeySpec`], [`IssueError`] |
-//! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`] |
+//! | manage keys without escalating | [`manage()`], [`ManageOp`], [`Permit`], [`ManageError`] |
+//! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`], [`SharedKeyring`] (concurrent) |
+//! | change keys safely | [`Staged`] / [`SharedStaged`]: persist a [`Change`]'s records, then apply |
 //! | decide | [`authorize()`], [`Action`], [`Decision`], [`Deny`] |
 //! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
 //! | answer | [`Refusal`]: every refusal's status and JSON body |
@@ -36,19 +38,22 @@ mod timestamp;
 mod token;
 mod usage;
 
-pub use authorize::{Action, authorize};
+pub use authorize::{Action, authorize, authorize_capped};
 pub use catalog::{
     Catalog, CatalogError, CatalogSpec, MAX_NAME_LEN, MAX_PERMISSIONS, Permission, PermissionSet,
     Role, RoleSpec,
 };
 pub use decision::{Decision, Deny};
 pub use issue::{
-    Escalation, IssueError, IssuedKey, Issuer, IssuerKind, KeySpec, MAX_COMMENT_LEN,
-    MAX_CREATED_BY_LEN, MAX_KEY_NAME_LEN, MAX_TAG_LEN, MAX_TAGS, ValidationErrors, issue,
-    key_management_permission,
+    Escalation, IssueError, IssuedKey, Issuer, IssuerKind, KeySpec, KeyUpdate, MAX_COMMENT_LEN,
+    MAX_CREATED_BY_LEN, MAX_KEY_NAME_LEN, MAX_TAG_LEN, MAX_TAGS, ManageError, ManageOp, Permit,
+    ValidationErrors, issue, key_management_permission, manage,
 };
-pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, LifecycleError, RetiredSecret};
-pub use keyring::{KeyState, Keyring, KeyringError};
+pub use key::{ApiKey, ApiKeyRecord, KeyId, KeyIdError, KeyView, LifecycleError, RetiredSecret};
+pub use keyring::{
+    AuthenticatedKey, Change, KeyState, Keyring, KeyringError, MAX_RATE_LIMIT_CHAIN, RecordChange,
+    SharedKeyring, SharedStaged, Staged, Writer,
+};
 pub use quota::{
     Limits, MAX_PROJECT_DESCRIPTION_LEN, MAX_PROJECT_NAME_LEN, MIN_PROJECT_NAME_LEN, QuotaError,
     Tier, validate_project,

@@ -128,6 +128,25 @@ impl RateLimit {
         self.burst
     }
 
+    /// Whether this limit is no looser than `other`: no faster a sustained rate and no larger a
+    /// burst, so that in any window it admits no more than `other` would. The rates are compared
+    /// exactly, as `requests / period` cross-multiplied in 64 bits.
+    ///
+    /// ```
+    /// use keygate::RateLimit;
+    /// let parent = RateLimit::per_period(100, 60)?;
+    /// assert!(RateLimit::per_period(50, 60)?.is_within(&parent));
+    /// assert!(RateLimit::per_period(100, 120)?.is_within(&parent));
+    /// assert!(!RateLimit::per_period(101, 60)?.is_within(&parent));
+    /// assert!(!RateLimit::per_period(1, 60)?.with_burst(101)?.is_within(&parent));
+    /// # Ok::<(), keygate::RateLimitError>(())
+    /// ```
+    pub fn is_within(&self, other: &RateLimit) -> bool {
+        let this_rate = u64::from(self.requests) * u64::from(other.period_seconds);
+        let other_rate = u64::from(other.requests) * u64::from(self.period_seconds);
+        this_rate <= other_rate && self.burst <= other.burst
+    }
+
     /// The spacing between requests at the sustained rate, in microseconds, rounded *up*: a
     /// truncated interval would let `requests + 1` through in some windows (3 per second would
     /// space requests 333 333 us apart, and 4 of them fit in one second once the burst is spent).
@@ -155,18 +174,81 @@ impl RateLimit {
                 wait: Duration::from_micros(earliest.abs_diff(now_micros)),
             });
         }
-        state.tat = Some(Timestamp::from_unix_micros(
-            tat.max(now_micros).saturating_add(interval),
-        ));
+        // At the end of time the next arrival cannot be recorded: a saturated TAT would stay put
+        // and admit every later request, so refuse instead (fail closed).
+        let Some(next) = tat.max(now_micros).checked_add(interval) else {
+            return Err(RetryAfter {
+                at: Timestamp::MAX,
+                wait: Duration::from_micros(i64::MAX.abs_diff(now_micros)),
+            });
+        };
+        state.tat = Some(Timestamp::from_unix_micros(next));
         Ok(())
     }
 }
 
 /// One key's limiter state: the theoretical arrival time of the next request. Store it beside
 /// the key's usage; a fresh state admits a full burst.
+///
+/// It serializes whatever instant it holds: as RFC 3339 text within years 0000-9999, and as
+/// integer microseconds since the epoch beyond them (a state reached with `now` near the end of
+/// representable time must still be storable).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitState {
+    #[serde(with = "any_instant")]
     tat: Option<Timestamp>,
+}
+
+impl RateLimitState {
+    /// A state whose next arrival is theoretically due at `tat` (`None`: a fresh state).
+    pub(crate) fn at(tat: Option<Timestamp>) -> Self {
+        Self { tat }
+    }
+
+    /// The theoretical arrival time of the next request, if any request was admitted.
+    pub fn tat(&self) -> Option<Timestamp> {
+        self.tat
+    }
+}
+
+/// `Option<Timestamp>` as RFC 3339 text when recordable, else as integer microseconds.
+mod any_instant {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::timestamp::Timestamp;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Instant {
+        Micros(i64),
+        Text(Timestamp),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Timestamp>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value
+            .map(|t| {
+                if t.is_recordable() {
+                    Instant::Text(t)
+                } else {
+                    Instant::Micros(t.unix_micros())
+                }
+            })
+            .serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Timestamp>, D::Error> {
+        Ok(
+            Option::<Instant>::deserialize(deserializer)?.map(|instant| match instant {
+                Instant::Micros(micros) => Timestamp::from_unix_micros(micros),
+                Instant::Text(t) => t,
+            }),
+        )
+    }
 }
 
 /// A refused request: when the next one will be admitted.
@@ -178,6 +260,14 @@ pub struct RetryAfter {
 }
 
 impl RetryAfter {
+    /// Retry `wait` after `now`.
+    pub(crate) fn after(now: Timestamp, wait: Duration) -> Self {
+        Self {
+            at: now.saturating_add(wait),
+            wait,
+        }
+    }
+
     /// The instant the next request will be admitted.
     pub fn at(&self) -> Timestamp {
         self.at
@@ -272,16 +362,43 @@ mod tests {
     }
 
     #[test]
-    fn extreme_instants_do_not_panic() {
+    fn extreme_instants_fail_closed_and_stay_storable() {
         let limit = RateLimit::per_period(1, u32::MAX).unwrap();
         let mut state = RateLimitState::default();
-        limit.check(&mut state, Timestamp::MAX).unwrap();
-        // The TAT saturates at the end of time; no arithmetic overflows on the way.
-        let _ = limit.check(&mut state, Timestamp::MAX);
+        // At the end of time the arrival cannot be recorded: refused, and the state unchanged
+        // (a saturated TAT would admit every later request).
+        assert!(limit.check(&mut state, Timestamp::MAX).is_err());
+        assert_eq!(state, RateLimitState::default());
+        limit.check(&mut state, at(0)).unwrap();
         let retry = limit.check(&mut state, at(i64::MIN)).unwrap_err();
         assert!(retry.wait() > Duration::from_secs(1 << 40));
+
+        // One request per microsecond, a burst of four billion: near the end of time only as
+        // many requests as there are microseconds left are admitted, then none.
         let many = RateLimit::per_period(u32::MAX, 1).unwrap();
         assert_eq!(many.interval_micros(), 1);
+        let mut state = RateLimitState::default();
+        let near_end = at(i64::MAX - 10);
+        let admitted = (0..100)
+            .filter(|_| many.check(&mut state, near_end).is_ok())
+            .count();
+        assert_eq!(admitted, 10);
+        assert!(many.check(&mut state, Timestamp::MAX).is_err());
+        // Past year 9999 the state still serializes (as microseconds), and comes back the same.
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(json, format!(r#"{{"tat":{}}}"#, i64::MAX));
+        assert_eq!(
+            serde_json::from_str::<RateLimitState>(&json).unwrap(),
+            state
+        );
+        let mut early = RateLimitState::default();
+        many.check(&mut early, at(1_000_000)).unwrap();
+        let json = serde_json::to_string(&early).unwrap();
+        assert_eq!(json, r#"{"tat":"1970-01-01T00:00:01.000001Z"}"#);
+        assert_eq!(
+            serde_json::from_str::<RateLimitState>(&json).unwrap(),
+            early
+        );
     }
 
     #[test]

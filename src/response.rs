@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::decision::Deny;
-use crate::issue::{IssueError, ValidationErrors};
+use crate::issue::{IssueError, ManageError, ValidationErrors, manage_message, widening_message};
+use crate::key::LifecycleError;
+use crate::keyring::KeyringError;
 use crate::quota::QuotaError;
 use crate::ratelimit::RetryAfter;
 
@@ -186,5 +188,72 @@ impl Refusal for RetryAfter {
 
     fn retry_after(&self) -> Option<u64> {
         Some(self.seconds())
+    }
+}
+
+impl Refusal for ManageError {
+    /// 404 out of reach, 401 for an inactive calling key, 403 for a missing permission or an
+    /// escalation, 422 for a malformed update, 409 for rotating a revoked key.
+    fn status(&self) -> u16 {
+        match self {
+            ManageError::NotFound => 404,
+            ManageError::CallerKey(deny) => deny.status(),
+            ManageError::NoKeyManagementPermission
+            | ManageError::ManageOthers { .. }
+            | ManageError::Escalation(_)
+            | ManageError::Widening(_) => 403,
+            ManageError::Invalid(_) => 422,
+            ManageError::TargetRevoked => 409,
+        }
+    }
+
+    /// `{"error": "..."}`, or `{"errors": [...]}` for 422.
+    fn body(&self, catalog: &Catalog) -> ResponseBody {
+        let error = |message: String| ResponseBody::Error(ErrorBody::new(message));
+        match self {
+            ManageError::NotFound => error("Not found".to_owned()),
+            ManageError::CallerKey(deny) => deny.body(catalog),
+            ManageError::NoKeyManagementPermission => {
+                error("API key management permission required".to_owned())
+            }
+            ManageError::ManageOthers { name, .. } => error(format!("Permission {name} required")),
+            ManageError::Escalation(escalations) => error(manage_message(escalations)),
+            ManageError::Widening(escalations) => error(widening_message(escalations)),
+            ManageError::Invalid(errors) => ResponseBody::Errors(errors.clone()),
+            ManageError::TargetRevoked => error("API key is revoked".to_owned()),
+        }
+    }
+}
+
+impl Refusal for KeyringError {
+    /// 404 for an unknown key id, 409 for a change that conflicts with the keys held (a duplicate
+    /// id or token, a revoked key rotated, a wrong permit, a full keyring).
+    fn status(&self) -> u16 {
+        match self {
+            KeyringError::UnknownKeyId(_) => 404,
+            _ => 409,
+        }
+    }
+
+    /// `{"error": "Not found"}`, `{"error": "API key is revoked"}`, or
+    /// `{"error": "Conflicting API key change"}`: never an id or a hash.
+    fn body(&self, _: &Catalog) -> ResponseBody {
+        ResponseBody::Error(ErrorBody::new(match self {
+            KeyringError::UnknownKeyId(_) => "Not found",
+            KeyringError::Lifecycle(LifecycleError::Revoked) => "API key is revoked",
+            _ => "Conflicting API key change",
+        }))
+    }
+}
+
+impl Refusal for LifecycleError {
+    /// 409.
+    fn status(&self) -> u16 {
+        409
+    }
+
+    /// `{"error": "API key is revoked"}`.
+    fn body(&self, _: &Catalog) -> ResponseBody {
+        ResponseBody::Error(ErrorBody::new("API key is revoked"))
     }
 }

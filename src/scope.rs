@@ -3,8 +3,9 @@
 //! Ids are 16 bytes so that both integer ids (seed 000's `"id": 42`) and UUIDs (seeds 002 and 003)
 //! fit one fixed-size, constant-time comparable type. An integer id is stored big-endian in the low
 //! eight bytes with the high eight bytes zero; no version-4 UUID has eight leading zero bytes (its
-//! version nibble sits in byte 6), so the two forms never collide and each prints and serializes
-//! back the way it came in: integers as JSON numbers, UUIDs as hyphenated strings.
+//! version nibble sits in byte 6), and a UUID string with eight leading zero bytes is refused when
+//! parsed, so the two forms never collide and each prints and serializes back the way it came in:
+//! integers as JSON numbers, UUIDs as hyphenated strings.
 
 use core::fmt;
 use core::str::FromStr;
@@ -12,7 +13,8 @@ use core::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::{Choice, ConstantTimeEq};
 
-/// An id string was neither a decimal integer nor a UUID.
+/// An id string was neither a decimal integer nor a UUID (a UUID whose first eight bytes are zero
+/// is refused too: that is the integer form's space, so write the integer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid id {input:?}: expected a non-negative integer or a hyphenated UUID")]
 pub struct IdError {
@@ -86,7 +88,11 @@ impl RawId {
             let low = hex_value(nibbles.next()?)?;
             *byte = (high << 4) | low;
         }
-        Some(Self(out))
+        let id = Self(out);
+        // Eight leading zero bytes are the integer form's space: refusing them here keeps the two
+        // spaces disjoint, so "42" and "00000000-0000-0000-0000-00000000002a" are never one id
+        // reached two ways. (No versioned UUID has them: its version nibble sits in byte 6.)
+        id.as_u64().is_none().then_some(id)
     }
 }
 

@@ -40,6 +40,11 @@ impl Timestamp {
     pub const EPOCH: Timestamp = Timestamp(0);
     /// The latest representable instant; adding past it saturates here.
     pub const MAX: Timestamp = Timestamp(i64::MAX);
+    /// The latest instant RFC 3339 can write, 9999-12-31T23:59:59.999999Z: the latest a stored
+    /// record may hold.
+    pub const LATEST_RECORDABLE: Timestamp = Timestamp(253_402_300_799_999_999);
+    /// The earliest instant RFC 3339 can write, 0000-01-01T00:00:00Z.
+    pub const EARLIEST_RECORDABLE: Timestamp = Timestamp(-62_167_219_200_000_000);
 
     /// From whole seconds since the epoch.
     pub const fn from_unix_seconds(seconds: i64) -> Self {
@@ -72,6 +77,29 @@ impl Timestamp {
     /// Microseconds since the epoch.
     pub const fn unix_micros(self) -> i64 {
         self.0
+    }
+
+    /// Whether a record can store this instant: whether it lies within RFC 3339's years.
+    ///
+    /// ```
+    /// use keygate::Timestamp;
+    /// assert!(Timestamp::LATEST_RECORDABLE.is_recordable());
+    /// assert!(!Timestamp::MAX.is_recordable());
+    /// assert_eq!(Timestamp::LATEST_RECORDABLE.to_string(), "9999-12-31T23:59:59.999999Z");
+    /// ```
+    pub const fn is_recordable(self) -> bool {
+        self.0 >= Self::EARLIEST_RECORDABLE.0 && self.0 <= Self::LATEST_RECORDABLE.0
+    }
+
+    /// `self + duration` with the duration rounded *up* to the next microsecond, saturating at
+    /// [`Timestamp::MAX`]: a positive duration always moves the instant (a key with a 1 ns time
+    /// to live is not dead at birth).
+    pub fn saturating_add_ceil(self, duration: Duration) -> Self {
+        let micros = duration.as_nanos().div_ceil(1_000);
+        Self(
+            self.0
+                .saturating_add(i64::try_from(micros).unwrap_or(i64::MAX)),
+        )
     }
 
     /// `self + duration`, saturating at [`Timestamp::MAX`].

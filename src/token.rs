@@ -182,14 +182,21 @@ impl Token {
         struct Redacted<'a>(&'a str);
         impl fmt::Display for Redacted<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // Show up to the last '_' (the prefix) and a few characters after it.
-                let prefix_end = self.0.rfind('_').map_or(0, |i| i + 1);
-                let shown: String = self
+                // The prefix is what a format's prefix can be: at most 16 ASCII alphanumerics,
+                // '-' or '_' ending in '_' (the last such '_' within the first 17 characters);
+                // a string without one has no prefix. After it, at most 4 characters, whatever
+                // string was presented.
+                let prefix_len = self
                     .0
-                    .chars()
-                    .take(prefix_end.min(17) + SHOWN_BODY_CHARS)
-                    .collect();
-                write!(f, "{shown}…")
+                    .char_indices()
+                    .take(17)
+                    .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .filter(|(_, c)| *c == '_')
+                    .last()
+                    .map_or(0, |(i, _)| i + 1);
+                let (prefix, body) = self.0.split_at(prefix_len);
+                let shown: String = body.chars().take(SHOWN_BODY_CHARS).collect();
+                write!(f, "{prefix}{shown}…")
             }
         }
         Redacted(&self.text)

@@ -134,6 +134,73 @@ impl Usage {
     }
 }
 
+impl Usage {
+    /// A usage from counters (zero counts are left out), as the keyring's atomic cells report it.
+    pub(crate) fn from_counts<'a>(
+        last_used_at: Option<Timestamp>,
+        total_requests: u64,
+        by_endpoint: impl IntoIterator<Item = (&'a str, u64)>,
+        by_error_class: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Self {
+        let collect = |counts: &mut dyn Iterator<Item = (&'a str, u64)>| {
+            counts
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| (name.to_owned(), n))
+                .collect()
+        };
+        Self {
+            last_used_at: last_used_at.filter(|_| total_requests > 0),
+            total_requests,
+            requests_by_endpoint: collect(&mut by_endpoint.into_iter()),
+            errors_by_status_class: collect(&mut by_error_class.into_iter()),
+        }
+    }
+
+    /// Adds `other`'s counts to these (a delta flushed from the counters, or from another
+    /// replica), keeping the later `last_used_at` and the bound on endpoint names.
+    ///
+    /// ```
+    /// use keygate::{Timestamp, Usage};
+    /// let (t1, t2) = (Timestamp::from_unix_seconds(1), Timestamp::from_unix_seconds(2));
+    /// let mut total = Usage::default();
+    /// total.record("GET /a", 200, t2);
+    /// let mut delta = Usage::default();
+    /// delta.record("GET /a", 500, t1);
+    /// total.absorb(&delta);
+    /// assert_eq!((total.total_requests(), total.requests_for("GET /a")), (2, 2));
+    /// assert_eq!((total.errors_in_class("5xx"), total.last_used_at()), (1, Some(t2)));
+    /// ```
+    pub fn absorb(&mut self, other: &Usage) {
+        self.last_used_at = match (self.last_used_at, other.last_used_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.total_requests = self.total_requests.saturating_add(other.total_requests);
+        for (name, count) in &other.requests_by_endpoint {
+            let known = self.requests_by_endpoint.contains_key(name);
+            let bucket = if known || self.requests_by_endpoint.len() < Self::MAX_ENDPOINTS {
+                name.as_str()
+            } else {
+                Self::OTHER
+            };
+            add(&mut self.requests_by_endpoint, bucket, *count);
+        }
+        for (class, count) in &other.errors_by_status_class {
+            add(&mut self.errors_by_status_class, class, *count);
+        }
+    }
+}
+
+/// Adds `count` to `map[name]`, saturating.
+fn add(map: &mut BTreeMap<String, u64>, name: &str, count: u64) {
+    match map.get_mut(name) {
+        Some(total) => *total = total.saturating_add(count),
+        None => {
+            map.insert(name.to_owned(), count);
+        }
+    }
+}
+
 /// The error class of a status, or `None` for a non-error status.
 fn status_class(status: u16) -> Option<&'static str> {
     match status {

@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, ProjectId, Resource, Scope,
-    Timestamp, authorize,
+    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, Permit, ProjectId,
+    Resource, Scope, Timestamp, authorize,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -61,11 +61,16 @@ fn keyring_lookups_do_not_allocate_on_hit_or_miss() {
         );
         let id = key.id();
         ring.insert(key).unwrap();
-        ring.rotate(id, now, Some(Duration::from_secs(1)), &mut rng)
-            .unwrap();
+        ring.rotate(
+            &Permit::operator_rotate(id),
+            now,
+            Some(Duration::from_secs(1)),
+            &mut rng,
+        )
+        .unwrap();
         id
     };
-    ring.revoke(ids[1], now).unwrap();
+    ring.revoke(&Permit::operator_revoke(ids[1]), now).unwrap();
 
     let read = Action::named(&catalog, "read").unwrap();
     let resource = Resource::in_project(account, ProjectId::from_u64(9));
@@ -132,4 +137,52 @@ fn authorize_does_not_allocate() {
         });
         assert_eq!(count, 0, "{action:?} on {resource:?}");
     }
+}
+
+/// The shared keyring's whole request path: authenticate, rate-limit (with a rate-limited
+/// parent up the chain), record usage, authorize. No allocation, as for the plain keyring.
+#[test]
+fn the_shared_keyring_request_path_does_not_allocate() {
+    let catalog = Catalog::read_write_delete();
+    let mut rng = StdRng::seed_from_u64(8);
+    let now = Timestamp::from_unix_seconds(100);
+    let owner = keygate::Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    let limit = keygate::RateLimit::per_period(1_000, 1).unwrap();
+    let parent = keygate::issue(
+        &catalog,
+        &owner,
+        keygate::KeySpec::named("p").rate_limit(limit),
+        now,
+        &mut rng,
+    )
+    .unwrap();
+    let as_parent = keygate::Issuer::key(&catalog, &parent.key, now).unwrap();
+    let child = keygate::issue(
+        &catalog,
+        &as_parent,
+        keygate::KeySpec::named("c"),
+        now,
+        &mut rng,
+    )
+    .unwrap();
+    let ring = Keyring::from_keys(Default::default(), [parent.key, child.key])
+        .unwrap()
+        .with_endpoints(["GET /recordings"]);
+    let shared = keygate::SharedKeyring::new(ring);
+    let read = Action::named(&catalog, "read").unwrap();
+    let resource = Resource::in_project(AccountId::from_u64(1), ProjectId::from_u64(2));
+    let token = child.token.expose_secret();
+    // arc-swap registers each thread once, on its first load (one allocation per thread, ever).
+    drop(shared.authenticate(token, now));
+    let count = allocations(|| {
+        let key = shared.authenticate(black_box(token), now).unwrap();
+        key.check_rate_limit(now).unwrap();
+        key.record_usage("GET /recordings", 200, now);
+        assert_eq!(key.authorize(read, &resource, now), Decision::Allow);
+        assert_eq!(
+            shared.authorize(black_box(token), read, &resource, now),
+            Decision::Allow
+        );
+    });
+    assert_eq!(count, 0);
 }

@@ -1,6 +1,6 @@
 //! Properties of `authorize` over random keys, actions, resources and times:
-//! - it agrees with the plain reference model on every input, and so does the model's rule-by-rule
-//!   explanation;
+//! - it agrees with the plain reference model on every input, with and without a creator cap,
+//!   and so does the model's rule-by-rule explanation;
 //! - no key ever reaches another account;
 //! - a project-scoped key never reaches another project, nor an account-level action.
 //!
@@ -20,7 +20,7 @@ use keygate::Refusal;
 use keygate::testing::reference;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, PermissionSet, ProjectId, Resource,
-    Scope, Timestamp, TokenHash, authorize,
+    Scope, Timestamp, TokenHash, authorize, authorize_capped,
 };
 use proptest::prelude::*;
 
@@ -122,6 +122,22 @@ proptest! {
         // The deciding rule is the first failing one, and its reason is the decision's.
         let deciding = explanation.deciding_rule().and_then(|r| r.fails_with);
         prop_assert_eq!(deciding.map_or(Decision::Allow, Decision::Deny), explanation.decision);
+    }
+
+    #[test]
+    fn agrees_with_the_reference_model_under_a_creator_cap(
+        key in key(), cap in permission_set(), action in action(), resource in resource(),
+        now in time()
+    ) {
+        let decision = authorize_capped(&key, &cap, action, &resource, now);
+        prop_assert_eq!(
+            decision,
+            reference::authorize_capped(&key, &cap, action, &resource, now)
+        );
+        // The cap only ever takes away.
+        if decision == Decision::Allow {
+            prop_assert_eq!(authorize(&key, action, &resource, now), Decision::Allow);
+        }
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! never outliving a key issuer. It then probes random actions, resources and times: whenever a
 //! descendant is allowed, every ancestor is too.
 //!
+//! A second property runs random sequences of every operation across several actors (users with
+//! ranked roles who are demoted and removed, keys issuing keys, every management operation) in
+//! the simulated world of `tests/common/world.rs`, whose oracle is: no key ever authorizes an
+//! action that some ancestor, or its creator's current cap, could not; no management operation
+//! succeeds on a key the caller could not have issued.
+//!
 //! The case count follows `PROPTEST_CASES` (default 256).
 #![expect(
     clippy::unwrap_used,
@@ -23,6 +29,8 @@ use keygate::{
     ProjectId, Resource, Scope, Timestamp, TokenHash, authorize, issue,
 };
 use proptest::prelude::*;
+
+mod common;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -209,12 +217,21 @@ fn model(
         (Some(r), Some(e)) => e.is_subset(r.permissions()),
         _ => true,
     };
-    if step.blank_name || !expiry_ok || !role_fits {
+    let explicitly_empty =
+        matches!(step.permissions, PermPlan::Mask { .. }) && explicit.is_some_and(|e| e.is_empty());
+    if step.blank_name || !expiry_ok || !role_fits || explicitly_empty {
         return Expected::Invalid;
     }
-    let grant = explicit
-        .or_else(|| role.map(|r| *r.permissions()))
-        .unwrap_or(*issuer_perms);
+    // `*` grants what the issuer holds; it reaches too far only when the issuer holds nothing.
+    if matches!(step.permissions, PermPlan::Everything) && issuer_perms.is_empty() {
+        return Expected::Escalation;
+    }
+    let grant = match step.permissions {
+        PermPlan::Everything => Some(*issuer_perms),
+        PermPlan::Default | PermPlan::Mask { .. } => explicit,
+    }
+    .or_else(|| role.map(|r| *r.permissions()))
+    .unwrap_or(*issuer_perms);
     let role_ok = role.is_none_or(|r| {
         r.permissions().is_subset(issuer_perms) && issuer_rank.is_none_or(|rank| r.rank() <= rank)
     });
@@ -400,20 +417,18 @@ fn run_chain(catalog: &Catalog, root: &RootPlan, steps: &[StepPlan], seed: u64) 
             }
         }
 
-        // The child issues next, if it may.
-        match Issuer::key(&catalog, &child, now) {
-            Ok(next) => {
-                assert!(bool::from(child.permissions().contains(manage)));
-                issuer = next;
-                ancestors.push(child);
-            }
-            Err(IssueError::IssuerKey(Deny::MissingPermission(p))) => {
-                assert_eq!(p, manage);
-                assert!(!bool::from(child.permissions().contains(manage)));
-                break;
-            }
-            Err(other) => panic!("a fresh, active child refused as issuer: {other:?}"),
+        // The child issues next, if it may: any active key is a caller, but only one holding
+        // the key-management permission issues.
+        let next = Issuer::key(&catalog, &child, now).unwrap();
+        if !bool::from(child.permissions().contains(manage)) {
+            assert_eq!(
+                issue(&catalog, &next, KeySpec::named("k"), now, &mut rng).map(|_| ()),
+                Err(IssueError::IssuerKey(Deny::MissingPermission(manage)))
+            );
+            break;
         }
+        issuer = next;
+        ancestors.push(child);
     }
     // An ancestor that expired is refused as issuer, as 401.
     if let Some(last) = ancestors.last()
@@ -437,4 +452,32 @@ proptest! {
     ) {
         run_chain(&catalog, &root, &steps, seed);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
+
+    #[test]
+    fn no_sequence_of_operations_escalates(bytes in prop::collection::vec(any::<u8>(), 0..1_500)) {
+        common::world::World::run(&bytes);
+    }
+}
+
+/// The property above must exercise what it claims: over a fixed set of random byte strings,
+/// issues, management operations and allowed requests all happen.
+#[test]
+fn the_simulation_reaches_every_kind_of_operation() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut totals = [0u64; 3];
+    for _ in 0..64 {
+        let bytes: Vec<u8> = (0..1_500).map(|_| RngExt::random(&mut rng)).collect();
+        let counts = common::world::World::run(&bytes);
+        for (total, count) in totals.iter_mut().zip(counts) {
+            *total += count;
+        }
+    }
+    assert!(
+        totals.iter().all(|&t| t > 50),
+        "issues, manages, allowed probes: {totals:?}"
+    );
 }

@@ -128,7 +128,6 @@ fn every_setting_is_stored() {
         .tag(" prod ")
         .tags(["eu", "backend"])
         .comment("deploy bot")
-        .created_by("u_99 ")
         .format(format.clone());
     let issued = issue(&catalog, &owner(&catalog), spec, now(), &mut rng()).unwrap();
     let key = &issued.key;
@@ -141,7 +140,11 @@ fn every_setting_is_stored() {
     assert_eq!(key.rate_limit(), Some(&limit));
     assert_eq!(key.tags(), ["prod", "eu", "backend"]);
     assert_eq!(key.comment(), Some("deploy bot"));
-    assert_eq!(key.created_by(), Some("u_99"), "the spec's creator wins");
+    assert_eq!(
+        key.created_by(),
+        owner(&catalog).user_id(),
+        "the creator is the authenticated issuer, never the request"
+    );
     assert!(bool::from(format.matches(issued.token.expose_secret())));
 
     let at = now() + Duration::from_secs(60);
@@ -243,10 +246,6 @@ fn each_validation_message() {
             KeySpec::named("k").tags((0..21).map(|i| format!("t{i}"))),
             "Too many tags (maximum is 20)",
         ),
-        (
-            KeySpec::named("k").created_by(""),
-            "Created by can't be blank",
-        ),
     ];
     for (spec, message) in cases {
         let err = issue(&catalog, &issuer, spec.clone(), now(), &mut rng()).unwrap_err();
@@ -322,7 +321,7 @@ fn permissions_beyond_the_issuer_are_escalation() {
     let err = issue(
         &catalog,
         &member,
-        KeySpec::named("k").permissions(["agents:*", "calls:read"]),
+        KeySpec::named("k").permissions(["agents:delete", "agents:write", "calls:read"]),
         now(),
         &mut rng(),
     )
@@ -331,6 +330,47 @@ fn permissions_beyond_the_issuer_are_escalation() {
         serde_json::to_value(err.body(&catalog)).unwrap(),
         json!({"error": "Cannot grant permissions the issuer does not hold: agents:delete, agents:write"})
     );
+    // A pattern means "what I hold of it": `agents:*` from a member is agents:read alone.
+    let narrowed = issue(
+        &catalog,
+        &member,
+        KeySpec::named("k").permissions(["agents:*", "calls:read"]),
+        now(),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&catalog, &narrowed.key),
+        ["agents:read", "calls:read"]
+    );
+    // A pattern matching nothing the issuer holds reaches too far, and is named.
+    let reader = Issuer::user(
+        ACCT,
+        Scope::Account,
+        catalog.expand(["calls:read"]).unwrap(),
+    );
+    let err = issue(
+        &catalog,
+        &reader,
+        KeySpec::named("k").permissions(["agents:*"]),
+        now(),
+        &mut rng(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        serde_json::to_value(err.body(&catalog)).unwrap(),
+        json!({"error": "Cannot grant permissions the issuer does not hold: agents:*"})
+    );
+    // An explicitly empty list is malformed: a key that can do nothing is a mistake.
+    let err = issue(
+        &catalog,
+        &member,
+        KeySpec::named("k").permissions(Vec::<String>::new()),
+        now(),
+        &mut rng(),
+    )
+    .unwrap_err();
+    assert_eq!(invalid(err), ["Permissions can't be empty"]);
     // A subset is fine, and wildcards that land inside the issuer's set are too.
     let ok = issue(
         &catalog,
@@ -551,7 +591,9 @@ fn a_key_issuer_needs_the_management_permission_and_to_be_active() {
     )
     .unwrap()
     .key;
-    let err = Issuer::key(&catalog, &reader, now()).unwrap_err();
+    // Any active key is a caller (it may read and revoke itself); issuing needs the permission.
+    let as_issuer = Issuer::key(&catalog, &reader, now()).unwrap();
+    let err = issue(&catalog, &as_issuer, KeySpec::named("x"), now(), &mut rng()).unwrap_err();
     assert_eq!(err.status(), 403);
     assert_eq!(
         serde_json::to_value(err.body(&catalog)).unwrap(),
@@ -568,7 +610,8 @@ fn a_key_issuer_needs_the_management_permission_and_to_be_active() {
     )
     .unwrap()
     .key;
-    let err = Issuer::key(&bare, &key, now()).unwrap_err();
+    let as_issuer = Issuer::key(&bare, &key, now()).unwrap();
+    let err = issue(&bare, &as_issuer, KeySpec::named("x"), now(), &mut rng()).unwrap_err();
     assert_eq!(err, IssueError::NoKeyManagementPermission);
     assert_eq!(err.status(), 403);
 }
@@ -586,7 +629,12 @@ fn a_key_issuers_child_never_outlives_it() {
         Some(end),
         "no expiry asked: the issuer's"
     );
-    assert_eq!(child.key.created_by(), None);
+    assert_eq!(
+        child.key.created_by(),
+        parent.created_by(),
+        "a key's child acts for the same user"
+    );
+    assert_eq!(child.key.issued_by(), Some(parent.id()));
 
     let sooner = issue(
         &catalog,

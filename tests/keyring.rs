@@ -6,7 +6,7 @@ use std::time::Duration;
 use keygate::Refusal;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, KeyringError,
-    LifecycleError, ProjectId, Resource, Scope, Timestamp, Token, TokenFormat,
+    LifecycleError, Permit, ProjectId, Resource, Scope, Timestamp, Token, TokenFormat,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -175,7 +175,9 @@ fn revocation_is_immediate() {
     let mut f = Fixture::new();
     let (id, token) = f.add(|k| k);
     assert_eq!(f.decide(token.expose_secret(), at(99)), Decision::Allow);
-    f.ring.revoke(id, at(100)).unwrap();
+    f.ring
+        .revoke(&Permit::operator_revoke(id), at(100))
+        .unwrap();
     assert_eq!(
         f.decide(token.expose_secret(), at(100)),
         Decision::Deny(Deny::Revoked)
@@ -186,14 +188,18 @@ fn revocation_is_immediate() {
     );
     // A revoked key cannot be brought back by rotation.
     assert_eq!(
-        f.ring.rotate(id, at(101), None, &mut f.rng).err(),
+        f.ring
+            .rotate(&Permit::operator_rotate(id), at(101), None, &mut f.rng)
+            .err(),
         Some(KeyringError::Lifecycle(LifecycleError::Revoked))
     );
     assert_eq!(f.ring.get(id).and_then(ApiKey::revoked_at), Some(at(100)));
     // Nor by replacing the key with an unrevoked copy.
     let catalog = f.catalog.clone();
+    let current = f.ring.get(id).cloned().unwrap();
+    let k = &current;
     f.ring
-        .update(id, |k| {
+        .apply_update(&Permit::operator_update({
             ApiKey::new(
                 k.id(),
                 k.name(),
@@ -203,7 +209,7 @@ fn revocation_is_immediate() {
                 k.token_hash(),
                 k.created_at(),
             )
-        })
+        }))
         .unwrap();
     assert_eq!(
         f.decide(token.expose_secret(), at(102)),
@@ -232,7 +238,10 @@ fn rotation_without_grace_rejects_the_old_token_at_once() {
     let mut f = Fixture::new();
     let (id, old) = f.add(|k| k.with_expiry(at(5_000)));
     let before = f.ring.get(id).unwrap().clone();
-    let new = f.ring.rotate(id, at(100), None, &mut f.rng).unwrap();
+    let new = f
+        .ring
+        .rotate(&Permit::operator_rotate(id), at(100), None, &mut f.rng)
+        .unwrap();
     assert_ne!(new.expose_secret(), old.expose_secret());
     assert!(bool::from(f.ring.format().matches(new.expose_secret())));
     assert_eq!(
@@ -250,7 +259,12 @@ fn rotation_without_grace_rejects_the_old_token_at_once() {
     // A zero grace is no grace.
     let newer = f
         .ring
-        .rotate(id, at(200), Some(Duration::ZERO), &mut f.rng)
+        .rotate(
+            &Permit::operator_rotate(id),
+            at(200),
+            Some(Duration::ZERO),
+            &mut f.rng,
+        )
         .unwrap();
     assert_eq!(
         f.decide(new.expose_secret(), at(200)),
@@ -265,7 +279,10 @@ fn rotation_grace_ends_exactly_at_now_plus_grace() {
     let (id, old) = f.add(|k| k);
     let now = at(100);
     let grace = Duration::from_secs(3_600);
-    let new = f.ring.rotate(id, now, Some(grace), &mut f.rng).unwrap();
+    let new = f
+        .ring
+        .rotate(&Permit::operator_rotate(id), now, Some(grace), &mut f.rng)
+        .unwrap();
     let end = now + grace;
     for t in [now, end - MICRO] {
         assert_eq!(f.decide(old.expose_secret(), t), Decision::Allow);
@@ -281,7 +298,9 @@ fn rotation_grace_ends_exactly_at_now_plus_grace() {
     );
     assert_eq!(f.decide(new.expose_secret(), end), Decision::Allow);
     // Revoking during the grace period ends both secrets.
-    f.ring.revoke(id, now + MICRO).unwrap();
+    f.ring
+        .revoke(&Permit::operator_revoke(id), now + MICRO)
+        .unwrap();
     assert_eq!(
         f.decide(old.expose_secret(), now + MICRO),
         Decision::Deny(Deny::Revoked)
@@ -297,8 +316,14 @@ fn rotating_again_ends_the_earlier_grace_period() {
     let mut f = Fixture::new();
     let (id, first) = f.add(|k| k);
     let grace = Some(Duration::from_secs(600));
-    let second = f.ring.rotate(id, at(100), grace, &mut f.rng).unwrap();
-    let third = f.ring.rotate(id, at(200), grace, &mut f.rng).unwrap();
+    let second = f
+        .ring
+        .rotate(&Permit::operator_rotate(id), at(100), grace, &mut f.rng)
+        .unwrap();
+    let third = f
+        .ring
+        .rotate(&Permit::operator_rotate(id), at(200), grace, &mut f.rng)
+        .unwrap();
     assert_eq!(
         f.decide(first.expose_secret(), at(200)),
         Decision::Deny(Deny::UnknownKey)
@@ -330,7 +355,7 @@ fn remove_forgets_the_key_and_keeps_the_others_working() {
         );
     }
     assert_eq!(
-        f.ring.revoke(*gone, at(1)),
+        f.ring.revoke(&Permit::operator_revoke(*gone), at(1)),
         Err(KeyringError::UnknownKeyId(*gone))
     );
 }
@@ -405,7 +430,9 @@ fn expiring_within_lists_active_keys_expiring_in_the_window() {
     let (_never, _) = f.add(|k| k);
     let (_already, _) = f.add(|k| k.with_expiry(now));
     let (revoked, _) = f.add(|k| k.with_expiry(now + day));
-    f.ring.revoke(revoked, now).unwrap();
+    f.ring
+        .revoke(&Permit::operator_revoke(revoked), now)
+        .unwrap();
     let mut found: Vec<KeyId> = f
         .ring
         .expiring_within(now, day * 7)
@@ -421,22 +448,20 @@ fn expiring_within_lists_active_keys_expiring_in_the_window() {
 fn update_changes_metadata_and_keeps_the_index_right() {
     let mut f = Fixture::new();
     let (id, token) = f.add(|k| k);
-    f.ring.update(id, |k| k.with_expiry(at(50))).unwrap();
+    let current = f.ring.get(id).cloned().unwrap();
+    f.ring
+        .apply_update(&Permit::operator_update(current.with_expiry(at(50))))
+        .unwrap();
     assert_eq!(
         f.decide(token.expose_secret(), at(50)),
         Decision::Deny(Deny::Expired)
     );
-    // A rotation done through `update` is indexed too.
+    // A rotation done through an operator update is indexed too.
     let format = f.ring.format().clone();
-    let mut fresh = None;
     let mut rng = StdRng::seed_from_u64(9);
-    f.ring
-        .update(id, |mut k| {
-            fresh = k.rotate(&format, at(10), None, &mut rng).ok();
-            k
-        })
-        .unwrap();
-    let fresh = fresh.unwrap();
+    let mut k = f.ring.get(id).cloned().unwrap();
+    let fresh = k.rotate(&format, at(10), None, &mut rng).unwrap();
+    f.ring.apply_update(&Permit::operator_update(k)).unwrap();
     assert_eq!(f.decide(fresh.expose_secret(), at(20)), Decision::Allow);
     assert_eq!(
         f.decide(token.expose_secret(), at(20)),
@@ -449,11 +474,7 @@ fn per_key_state_follows_the_key() {
     let mut f = Fixture::new();
     let (a, _) = f.add(|k| k);
     let (b, _) = f.add(|k| k);
-    f.ring
-        .state_mut(b)
-        .unwrap()
-        .usage
-        .record("GET /recordings", 200, at(5));
+    f.ring.record_usage(b, "GET /recordings", 200, at(5));
     // Removing `a` moves `b` into its slot; its state must move along.
     f.ring.remove(a).unwrap();
     assert_eq!(f.ring.state(b).unwrap().usage.total_requests(), 1);
@@ -476,7 +497,12 @@ fn prune_forgets_secrets_whose_grace_has_ended() {
     let (id, old) = f.add(|k| k);
     let new = f
         .ring
-        .rotate(id, at(100), Some(Duration::from_secs(10)), &mut f.rng)
+        .rotate(
+            &Permit::operator_rotate(id),
+            at(100),
+            Some(Duration::from_secs(10)),
+            &mut f.rng,
+        )
         .unwrap();
     assert_eq!(f.ring.prune(at(109)), 0);
     assert!(f.ring.get(id).unwrap().retired_secret().is_some());

@@ -268,29 +268,42 @@ listing = ["read"]
 }
 
 #[test]
-fn manage_cases_are_reported_unsupported_until_the_management_api_lands() {
+fn manage_cases_run_through_the_management_decision() {
     let report = run(r#"
 [[manage]]
+name = "a project key cannot even see an account-wide key"
 caller = { key = "uploader" }
 target = "admin"
 op = "rotate"
 expect = "refused"
-status = 403
+status = 404
+
+[[manage]]
+name = "wrong: a read+write key takes over an admin key"
+caller = { key = "uploader" }
+target = "uploader"
+op = "revoke"
+expect = "refused"
+
+[[manage]]
+caller = { role = "owner" }
+target = "admin"
+op = "update"
+expect = "allowed"
 "#);
     assert_eq!(
         (report.passed(), report.failed(), report.unsupported()),
-        (0, 0, 1)
+        (2, 1, 0),
+        "{report}"
     );
-    assert!(report.is_success());
+    let text = report.to_string();
     assert!(
-        report
-            .to_string()
-            .contains("skip manage line 14   key `uploader` rotate `admin`")
-    );
-    assert!(
-        report
-            .to_string()
-            .contains("unsupported: keygate's management decision")
+        text.contains(
+            "FAIL manage line 22   wrong: a read+write key takes over an admin key\n       \
+             expected: refused\n       actual:   allowed\n       \
+             - outcome: expected refused, got allowed"
+        ),
+        "{text}"
     );
 }
 
@@ -508,5 +521,5 @@ fn the_documented_example_passes() {
         .unwrap()
         .run();
     report.assert_passes();
-    assert_eq!((report.passed(), report.unsupported()), (7, 1), "{report}");
+    assert_eq!((report.passed(), report.unsupported()), (8, 0), "{report}");
 }

@@ -36,8 +36,7 @@ struct Cli {
 enum Command {
     /// Run policy test files and report every case; exit 1 if any case fails or a file is invalid.
     ///
-    /// Failures show what the file expects, what keygate did, and each difference. `[[manage]]`
-    /// cases are reported as skipped until keygate's management decision lands.
+    /// Failures show what the file expects, what keygate did, and each difference.
     Test {
         /// Policy files (TOML).
         #[arg(required = true, value_name = "FILE")]

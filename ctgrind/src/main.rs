@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The default run covers the format check, token verification and `authorize` (every rule, both
-//! scope kinds, with and without expiry), and must report nothing. `control` is an early-exit
+//! scope kinds, with and without expiry, and under full, partial and empty creator caps), and
+//! must report nothing. `control` is an early-exit
 //! comparison, which must be reported. `keyring` runs `Keyring::authorize` and `authenticate` on a
 //! secret token: their decisions are branch-free (both go through the same masked table), but the
 //! search reads index and key memory at addresses derived from the token's SHA-256 (and the slice
@@ -28,7 +29,7 @@ use core::ffi::c_void;
 use crabgrind::memcheck::{MemState, mark_memory};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, ProjectId, Resource, Scope,
-    Timestamp, TokenFormat, TokenHash, authorize,
+    PermissionSet, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
 };
 
 /// Marks `len` bytes at `ptr` as secret (undefined) or public (defined).
@@ -144,11 +145,25 @@ fn authorize_all_rules() {
         ),
     ];
     let resource = Resource::in_project(account, project);
+    // Creator caps: everything, the permission alone, and nothing.
+    let caps = [
+        PermissionSet::ALL,
+        catalog.expand(["read"]).expect("read"),
+        PermissionSet::EMPTY,
+    ];
     for key in &keys {
         // The whole key is secret while authorize runs; restored before it is dropped (its
         // String and Vec pointers must be defined for `free`).
         mark(key, MemState::Undefined);
         let decision: Decision = public(authorize(key, read, &resource, now));
+        for cap in &caps {
+            // The cap is per-key data too: secret while the capped decision runs.
+            let cap = *cap;
+            mark(&cap, MemState::Undefined);
+            let capped: Decision = public(authorize_capped(key, &cap, read, &resource, now));
+            mark(&cap, MemState::Defined);
+            let _ = capped.is_allowed();
+        }
         mark(key, MemState::Defined);
         let _ = decision.is_allowed();
     }

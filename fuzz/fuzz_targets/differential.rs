@@ -1,6 +1,7 @@
 //! The constant-time `authorize` (and `Keyring::authorize`, which runs it on the key a token finds)
 //! against the plain reference model of `keygate::testing::reference`: the same decision, deny
-//! reason included, on every input.
+//! reason included, on every input, with and without a creator cap (the creator's current
+//! permissions, which the keyring applies to every key that creator made).
 //!
 //! Ids, times and scopes come either from a small pool (so that "same account", "own project"
 //! and "expires exactly now" happen often) or straight from the library types' `Arbitrary`
@@ -9,8 +10,8 @@
 
 use arbitrary::Arbitrary;
 use keygate::{
-    AccountId, Action, ApiKey, Decision, Deny, KeyId, Keyring, PermissionSet, ProjectId, Resource,
-    Scope, Timestamp, TokenFormat, TokenHash, authorize,
+    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, PermissionSet, ProjectId,
+    Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -55,6 +56,8 @@ enum Ids {
 struct Input {
     ids: Ids,
     permissions: PermissionSet,
+    /// The creator's current permissions, when the key records a creator.
+    cap: Option<PermissionSet>,
     action: Action,
     /// Present the key's own token to the keyring, or another.
     right_token: bool,
@@ -120,20 +123,40 @@ fn build(input: &Input) -> (ApiKey, Resource, Timestamp) {
     if let Some(at) = revoked_at {
         key.revoke(at);
     }
+    if input.cap.is_some() {
+        // Through a record: the only public way to set a creator on a hand-made key.
+        let catalog = catalog();
+        let mut record = key.to_record(&catalog);
+        record.created_by = Some("creator".to_owned());
+        key = ApiKey::from_record(record, &catalog).expect("its own record loads");
+    }
     (key, resource, now)
+}
+
+/// A catalog naming all 256 permission slots, so any `PermissionSet` round-trips through a record.
+fn catalog() -> Catalog {
+    Catalog::new((0..256).map(|i| format!("p{i}"))).expect("256 names")
 }
 
 fuzz_target!(|input: Input| {
     let (key, resource, now) = build(&input);
-    let expected = reference::authorize(&key, input.action, &resource, now);
+    let cap = input.cap.unwrap_or(PermissionSet::ALL);
+    let expected = reference::authorize_capped(&key, &cap, input.action, &resource, now);
     assert_eq!(
-        authorize(&key, input.action, &resource, now),
+        authorize_capped(&key, &cap, input.action, &resource, now),
         expected,
-        "{key:?} {:?} {resource:?} at {now:?}",
+        "{key:?} capped by {cap:?}: {:?} {resource:?} at {now:?}",
         input.action
     );
+    if input.cap.is_none() {
+        assert_eq!(authorize(&key, input.action, &resource, now), expected);
+        assert_eq!(reference::authorize(&key, input.action, &resource, now), expected);
+    }
 
-    let ring = Keyring::from_keys(TokenFormat::default(), [key.clone()]).expect("one key");
+    let mut ring = Keyring::from_keys(TokenFormat::default(), [key.clone()]).expect("one key");
+    if let Some(cap) = input.cap {
+        ring.set_creator_cap("creator", cap);
+    }
     let (token, want) = if input.right_token {
         (TOKEN, expected)
     } else {

@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use keygate::axum::{ApiError, Authenticated, KeyLookup, bearer_token};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, IssueError, Issuer, KeyId, KeySpec, KeyState,
-    Keyring, ProjectId, RateLimit, Resource, Scope, Timestamp, authorize, issue,
+    AccountId, Action, ApiKey, Catalog, Decision, IssueError, Issuer, KeyId, KeySpec, Keyring,
+    ManageOp, Permit, ProjectId, RateLimit, Resource, Scope, Timestamp, issue, manage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -89,7 +89,9 @@ impl App {
             &mut rand::rng(),
         )?;
         let token = issued.token.expose_secret().to_owned();
-        let mut keyring = Keyring::default();
+        // Usage is counted per route: the routes are known up front, so a request's count is an
+        // index into per-key atomic counters, not a map insertion.
+        let mut keyring = Keyring::default().with_endpoints(ENDPOINTS);
         keyring.insert(issued.key)?;
         let app = App {
             catalog,
@@ -112,15 +114,10 @@ impl App {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on a key's mutable state (usage, rate-limit state) under the keyring's write lock.
-    fn with_state<T>(&self, id: KeyId, f: impl FnOnce(&mut KeyState) -> T) -> Option<T> {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        keys.state_mut(id).map(f)
-    }
-
-    /// `authorize` for this request, as a handler-ready result.
+    /// `authorize` for this request, with the key's creator cap, as a handler-ready result.
     fn check(&self, key: &ApiKey, action: Action, resource: Resource) -> Result<(), ApiError> {
-        match authorize(key, action, &resource, now()) {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        match keys.authorize_key(key, action, &resource, now()) {
             Decision::Allow => Ok(()),
             Decision::Deny(deny) => Err(ApiError::deny(deny, &self.catalog)),
         }
@@ -130,6 +127,27 @@ impl App {
         Resource::in_project(self.account, ProjectId::from_u64(project))
     }
 }
+
+/// Every route, as usage names it (method and matched path under `/api/v1/public`).
+const ENDPOINTS: [&str; 17] = [
+    "POST /projects",
+    "GET /projects",
+    "GET /projects/{id}",
+    "PATCH /projects/{id}",
+    "DELETE /projects/{id}",
+    "POST /recordings",
+    "GET /recordings",
+    "GET /recordings/{id}",
+    "PATCH /recordings/{id}",
+    "DELETE /recordings/{id}",
+    "GET /recordings/{id}/transcription",
+    "POST /api_keys",
+    "GET /api_keys",
+    "GET /api_keys/{id}",
+    "DELETE /api_keys/{id}",
+    "POST /api_keys/{id}/regenerate",
+    "GET /api_keys/{id}/usage",
+];
 
 /// The whole API under `/api/v1/public`.
 pub fn router(state: AppState) -> Router {
@@ -179,11 +197,13 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             .trim_start_matches("/api/v1/public")
     );
     let id = key.id();
-    let limited = key
-        .rate_limit()
-        .copied()
-        .and_then(|limit| app.with_state(id, |state| limit.check(&mut state.rate_limit, now).err()))
-        .flatten();
+    // The key's own limit and every rate-limited ancestor's: children share their parents' budgets.
+    let limited = app
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .check_rate_limit(id, now)
+        .err();
     let response = match limited {
         Some(retry) => ApiError::from(retry).into_response(),
         None => {
@@ -192,7 +212,10 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         }
     };
     let status = response.status().as_u16();
-    app.with_state(id, |state| state.usage.record(&endpoint, status, now));
+    app.keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .record_usage(id, &endpoint, status, now);
     response
 }
 
@@ -642,8 +665,13 @@ async fn create_key(State(s): State<AppState>, caller: Caller, body: axum::body:
     let issuer_key = &caller.0.0;
     let body: KeyBody = parse_body(&body)?;
     let now = now();
-    let issuer =
-        Issuer::key(&app.catalog, issuer_key, now).map_err(|e| ApiError::issue(e, &app.catalog))?;
+    // As the keyring holds the key now, capped by its creator's current permissions.
+    let issuer = app
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .issuer(&app.catalog, issuer_key.id(), now)
+        .map_err(|e| ApiError::issue(e, &app.catalog))?;
 
     let mut spec = KeySpec::named(body.name.unwrap_or_default());
     let mut errors = Vec::new();
@@ -688,40 +716,48 @@ async fn create_key(State(s): State<AppState>, caller: Caller, body: axum::body:
     Ok(response)
 }
 
-/// The resource a key record is, for authorizing access to it.
-fn key_resource(app: &App, key: &ApiKey) -> Resource {
-    match key.scope() {
-        Scope::Account => Resource::account(app.account),
-        Scope::Project(p) => Resource::in_project(app.account, p),
-    }
-}
-
-/// Finds a key by id and authorizes `permission` on it; unknown ids and keys out of reach are the
-/// same 404.
-fn key_for(app: &App, caller: &ApiKey, id: &str, action: Action) -> Result<ApiKey, ApiError> {
+/// Finds a key by id and decides `op` on it with `keygate::manage`: an unknown id and a key out of
+/// the caller's reach are the same 404; a key richer than the caller is a 403.
+fn managed(
+    app: &App,
+    caller: &ApiKey,
+    id: &str,
+    op: ManageOp,
+) -> Result<(ApiKey, Permit), ApiError> {
     let id: KeyId = id.parse().map_err(|_| ApiError::not_found())?;
-    let keys = app.keys.read().map_err(|_| ApiError::not_found())?;
-    let key = keys.get(id).cloned().ok_or_else(ApiError::not_found)?;
-    app.check(caller, action, key_resource(app, &key))?;
-    Ok(key)
+    let now = now();
+    let keys = app.keys.read().unwrap_or_else(|e| e.into_inner());
+    let target = keys.get(id).cloned().ok_or_else(ApiError::not_found)?;
+    let issuer = keys
+        .issuer(&app.catalog, caller.id(), now)
+        .map_err(|e| ApiError::issue(e, &app.catalog))?;
+    let permit = manage(&app.catalog, &issuer, &target, op, now)
+        .map_err(|e| ApiError::refusal(&e, &app.catalog))?;
+    Ok((target, permit))
 }
 
 async fn list_keys(State(s): State<AppState>, caller: Caller) -> Reply {
     let app = &s.0;
     let key = &caller.0.0;
     app.check(key, app.read, Resource::listing(app.account))?;
-    let keys = app.keys.read().map_err(|_| ApiError::not_found())?;
-    let visible: Vec<KeyView<'_>> = keys
-        .iter()
-        .filter(|k| app.check(key, app.read, key_resource(app, k)).is_ok())
-        .map(|k| key_view(app, k))
-        .collect();
+    let now = now();
+    let keys = app.keys.read().unwrap_or_else(|e| e.into_inner());
+    // Only the keys the caller may read: the same decision as GET /api_keys/{id}.
+    let visible: Vec<KeyView<'_>> = match keys.issuer(&app.catalog, key.id(), now) {
+        Ok(issuer) => keys
+            .iter()
+            .filter(|k| manage(&app.catalog, &issuer, k, ManageOp::Read, now).is_ok())
+            .map(|k| key_view(app, k))
+            .collect(),
+        Err(e) => return Err(ApiError::issue(e, &app.catalog)),
+    };
     ok(visible)
 }
 
 async fn get_key(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     let app = &s.0;
-    ok(key_view(app, &key_for(app, &caller.0.0, &id, app.read)?))
+    let (key, _) = managed(app, &caller.0.0, &id, ManageOp::Read)?;
+    ok(key_view(app, &key))
 }
 
 async fn regenerate_key(
@@ -730,12 +766,12 @@ async fn regenerate_key(
     Path(id): Path<String>,
 ) -> Reply {
     let app = &s.0;
-    let target = key_for(app, &caller.0.0, &id, app.write)?;
+    let (target, permit) = managed(app, &caller.0.0, &id, ManageOp::Rotate)?;
     let now = now();
-    let mut keys = app.keys.write().map_err(|_| ApiError::not_found())?;
-    // Seed 001: "The old key is immediately invalidated" — no grace period.
+    let mut keys = app.keys.write().unwrap_or_else(|e| e.into_inner());
+    // IdentityCall's API: "The old key is immediately invalidated" — no grace period.
     let token = keys
-        .rotate(target.id(), now, None, &mut rand::rng())
+        .rotate(&permit, now, None, &mut rand::rng())
         .map_err(|_| ApiError::not_found())?;
     let key = keys
         .get(target.id())
@@ -745,20 +781,27 @@ async fn regenerate_key(
     created(with_secret(key_view(app, &key), &token))
 }
 
+/// Revokes the key and every key it issued, down the tree: a revoked key's children were issued
+/// under its authority.
 async fn revoke_key(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     let app = &s.0;
-    let target = key_for(app, &caller.0.0, &id, app.delete)?;
+    let (_, permit) = managed(app, &caller.0.0, &id, ManageOp::Revoke)?;
     app.keys
         .write()
-        .map_err(|_| ApiError::not_found())?
-        .revoke(target.id(), now())
+        .unwrap_or_else(|e| e.into_inner())
+        .revoke_tree(&permit, now())
         .map_err(|_| ApiError::not_found())?;
     no_content()
 }
 
 async fn key_usage(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     let app = &s.0;
-    let target = key_for(app, &caller.0.0, &id, app.read)?;
-    let usage = app.with_state(target.id(), |state| state.usage.clone());
+    let (target, _) = managed(app, &caller.0.0, &id, ManageOp::Read)?;
+    let usage = app
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .state(target.id())
+        .map(|state| state.usage);
     ok(usage.unwrap_or_default())
 }

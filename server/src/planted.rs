@@ -10,10 +10,10 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use keygate::KeyId;
 use keygate::axum::{ApiError, bearer_token};
+use keygate::{Issuer, KeyId, ManageOp, Resource, Scope, manage};
 
-use crate::{AppState, created, key_resource, key_view, now, router, with_secret};
+use crate::{AppState, created, key_view, now, router, with_secret};
 
 /// [`router`](crate::router) with the planted regenerate handler in front of the real one.
 pub fn router_with_planted_escalation(state: AppState) -> Router {
@@ -50,13 +50,28 @@ fn regenerate_unchecked(
         .and_then(|t| app.keys.read().ok()?.authenticate(t, now).ok().cloned())
         .ok_or_else(ApiError::unauthorized)?;
     let id: KeyId = id.parse().map_err(|_| ApiError::not_found())?;
-    let mut keys = app.keys.write().map_err(|_| ApiError::not_found())?;
-    let target = keys.get(id).cloned().ok_or_else(ApiError::not_found)?;
-    // The planted bug: `write` where the target lives is all it asks; whose key it is, and
-    // whether the caller holds everything the target holds, it never checks.
-    app.check(&caller, app.write, key_resource(app, &target))?;
+    let target = app
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(id)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    // The planted bug: `write` where the target lives is all it asks of the caller. The permit
+    // comes from the account's owner instead of the caller, so whose key it is, and whether the
+    // caller holds everything the target holds, is never checked.
+    let target_resource = match target.scope() {
+        Scope::Account => Resource::account(app.account),
+        Scope::Project(p) => Resource::in_project(app.account, p),
+    };
+    app.check(&caller, app.write, target_resource)?;
+    let owner = Issuer::user(app.account, Scope::Account, app.catalog.all());
+    let permit = manage(&app.catalog, &owner, &target, ManageOp::Rotate, now)
+        .map_err(|_| ApiError::not_found())?;
+    // The write lock only now: `check` takes the read lock.
+    let mut keys = app.keys.write().unwrap_or_else(|e| e.into_inner());
     let token = keys
-        .rotate(id, now, None, &mut rand::rng())
+        .rotate(&permit, now, None, &mut rand::rng())
         .map_err(|_| ApiError::not_found())?;
     let key = keys.get(id).cloned().ok_or_else(ApiError::not_found)?;
     drop(keys);

@@ -58,7 +58,6 @@ fn finds_the_planted_regenerate_escalation() {
 }
 
 #[test]
-#[ignore = "needs the management decision (lead's branch): the real router still lets any write key regenerate or revoke a richer key"]
 fn finds_nothing_against_the_real_router() {
     let mut launcher = http_api::Launcher::new(keygate_server::router).unwrap();
     let config = http_api::config().cases(64).seed(2);

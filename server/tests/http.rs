@@ -554,3 +554,95 @@ fn usage_is_tracked_per_key() {
     assert_eq!(usage["requests_by_endpoint"]["POST /projects"], 1);
     assert!(usage["last_used_at"].is_string());
 }
+
+/// Management cannot escalate (OWASP API5): a read+write key can neither take over (regenerate)
+/// nor revoke the richer bootstrap key, nor even see it; it still manages the keys it issued, and
+/// revoking a key revokes the keys it issued.
+#[test]
+fn a_read_write_key_cannot_regenerate_or_revoke_the_bootstrap_key() {
+    let server = start();
+    let root_id = server.root("GET", "/api_keys", None).body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, writer) = server.key(json!({"name": "rw", "permissions": ["read", "write"]}));
+    let regenerate = server.call(
+        "POST",
+        &format!("/api_keys/{root_id}/regenerate"),
+        Some(&writer),
+        None,
+    );
+    assert_eq!(regenerate.status, 403, "{}", regenerate.body);
+    assert_eq!(
+        regenerate.body,
+        error("Cannot manage an API key holding permissions the caller does not hold: delete")
+    );
+    let revoke = server.call(
+        "DELETE",
+        &format!("/api_keys/{root_id}"),
+        Some(&writer),
+        None,
+    );
+    assert_eq!(revoke.status, 403, "{}", revoke.body);
+    assert_eq!(revoke.body, error("Delete permission required"));
+    let read = server.call("GET", &format!("/api_keys/{root_id}"), Some(&writer), None);
+    assert_eq!(read.status, 403);
+    // The bootstrap key still works, with its old secret.
+    assert_eq!(server.root("GET", "/projects", None).status, 200);
+    // The listing shows the writer only what it may read: itself.
+    let listed = server.call("GET", "/api_keys", Some(&writer), None);
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+
+    // Its own child: regenerate works; the child's old secret is refused at once.
+    let child = server.call(
+        "POST",
+        "/api_keys",
+        Some(&writer),
+        Some(json!({"name": "child", "permissions": ["read"]})),
+    );
+    assert_eq!(child.status, 201, "{}", child.body);
+    let child_id = child.body["data"]["id"].as_str().unwrap().to_owned();
+    let old_secret = child.body["data"]["key"].as_str().unwrap().to_owned();
+    let regenerated = server.call(
+        "POST",
+        &format!("/api_keys/{child_id}/regenerate"),
+        Some(&writer),
+        None,
+    );
+    assert_eq!(regenerated.status, 201, "{}", regenerated.body);
+    let new_secret = regenerated.body["data"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .call("GET", "/projects", Some(&old_secret), None)
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .call("GET", "/projects", Some(&new_secret), None)
+            .status,
+        200
+    );
+
+    // Revoking the writer (by the root key) revokes the child it issued too.
+    let writer_id = server.call("GET", "/api_keys", Some(&writer), None).body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server
+            .root("DELETE", &format!("/api_keys/{writer_id}"), None)
+            .status,
+        204
+    );
+    assert_eq!(
+        server.call("GET", "/projects", Some(&writer), None).status,
+        401
+    );
+    assert_eq!(
+        server
+            .call("GET", "/projects", Some(&new_secret), None)
+            .status,
+        401
+    );
+}

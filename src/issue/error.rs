@@ -5,6 +5,7 @@ use core::fmt;
 use serde::Serialize;
 
 use crate::decision::Deny;
+use crate::ratelimit::RateLimit;
 use crate::scope::Scope;
 use crate::timestamp::Timestamp;
 
@@ -80,6 +81,13 @@ pub enum Escalation {
         /// The issuer's expiry.
         limit: Timestamp,
     },
+    /// A rate limit looser than the key issuer's, or none under an issuer that has one.
+    RateLimit {
+        /// The limit asked for (`None`: unlimited).
+        requested: Option<RateLimit>,
+        /// The issuer's limit.
+        limit: RateLimit,
+    },
 }
 
 impl fmt::Display for Escalation {
@@ -114,6 +122,14 @@ impl fmt::Display for Escalation {
             Escalation::Expiry { limit, .. } => write!(
                 f,
                 "Cannot create an API key that outlives its issuer (which expires at {limit})"
+            ),
+            Escalation::RateLimit { limit, .. } => write!(
+                f,
+                "Cannot create an API key with a looser rate limit than its issuer's ({} requests \
+                 per {} seconds, bursts of {})",
+                limit.requests(),
+                limit.period().as_secs(),
+                limit.burst()
             ),
         }
     }

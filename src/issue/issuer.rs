@@ -4,12 +4,14 @@ use crate::catalog::{Catalog, CatalogError, Permission, PermissionSet};
 use crate::decision::Deny;
 use crate::issue::IssueError;
 use crate::key::{ApiKey, KeyId};
+use crate::ratelimit::RateLimit;
 use crate::scope::{AccountId, Scope};
 use crate::timestamp::Timestamp;
 
-/// The permission a key must hold to issue keys: `api-keys:write` if the catalog defines it (a
-/// fine-grained catalog such as seed 004's), else `write` (seed 001's coarse catalog), else none,
-/// and then no key may issue keys.
+/// The permission a key must hold to issue keys, and to rotate or update existing ones:
+/// `api-keys:write` if the catalog defines it (a fine-grained catalog such as the voice-agent
+/// platform's), else `write` (IdentityCall's coarse catalog), else none, and then no key may issue
+/// keys.
 ///
 /// ```
 /// use keygate::{key_management_permission, Catalog};
@@ -50,7 +52,9 @@ pub enum IssuerKind {
 /// its key ([`issue`](crate::issue()) does re-check its expiry against `now`).
 ///
 /// The fields are private so that a key issuer can only come from [`Issuer::key`], which checks
-/// that the key is active and holds the key-management permission.
+/// that the key is active and copies everything that bounds it. Whether it may issue or manage
+/// keys at all (the key-management permission) is checked by [`issue`](crate::issue()) and
+/// [`manage`](crate::manage()), since a key without it may still read and revoke itself.
 ///
 /// ```
 /// use keygate::{AccountId, Catalog, Issuer, ProjectId, Scope};
@@ -72,6 +76,7 @@ pub struct Issuer {
     pub(super) role: RoleCeiling,
     pub(super) expires_at: Option<Timestamp>,
     pub(super) user_id: Option<String>,
+    pub(super) rate_limit: Option<RateLimit>,
 }
 
 impl Issuer {
@@ -85,6 +90,7 @@ impl Issuer {
             role: RoleCeiling::Unranked,
             expires_at: None,
             user_id: None,
+            rate_limit: None,
         }
     }
 
@@ -108,25 +114,21 @@ impl Issuer {
         })
     }
 
-    /// Records the user's id: the new key's `created_by` unless the spec names one.
+    /// Records the user's id: the new key's `created_by`.
     pub fn with_user_id(mut self, user_id: impl Into<String>) -> Self {
         self.user_id = Some(user_id.into());
         self
     }
 
-    /// An existing key as issuer. It must be active at `now` and hold the
-    /// [key-management permission](key_management_permission).
+    /// An existing key as issuer or caller. It must be active at `now`: a revoked or expired key
+    /// is [`IssueError::IssuerKey`] with [`Deny::Revoked`] or [`Deny::Expired`] (401).
     ///
-    /// Refusals: a revoked or expired key is [`IssueError::IssuerKey`] with [`Deny::Revoked`] or
-    /// [`Deny::Expired`] (401); a key without the permission is `IssuerKey` with
-    /// [`Deny::MissingPermission`] (403); a catalog with no such permission is
-    /// [`IssueError::NoKeyManagementPermission`] (403).
-    ///
-    /// The issuer keeps the key's account, scope, permissions, expiry and role (if the key was
-    /// issued with one the catalog still defines) as they are now.
+    /// The issuer keeps the key's account, scope, permissions, expiry, rate limit, role ceiling
+    /// (its role, or the ceiling it inherited, if the catalog still defines it) and creator as they
+    /// are now. To apply the creator's current cap, narrow it with [`Issuer::capped`].
     ///
     /// ```
-    /// use keygate::{issue, Refusal, AccountId, Catalog, Issuer, KeySpec, Scope, Timestamp};
+    /// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Refusal, Scope, Timestamp};
     /// use rand::SeedableRng;
     /// let catalog = Catalog::new(["agents:read", "agents:write", "api-keys:write"])?;
     /// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
@@ -139,10 +141,13 @@ impl Issuer {
     /// let child = issue(&catalog, &as_issuer, KeySpec::named("job 17"), now, &mut rng)?.key;
     /// assert_eq!(child.permissions(), ci.permissions());
     /// assert_eq!(child.expires_at(), ci.expires_at()); // never outlives its issuer
+    /// assert_eq!(child.issued_by(), Some(ci.id()));
     ///
+    /// // A key without the key-management permission issues nothing.
     /// let reader = issue(&catalog, &owner, KeySpec::named("r").permissions(["agents:read"]), now,
     ///     &mut rng)?.key;
-    /// let err = Issuer::key(&catalog, &reader, now).unwrap_err();
+    /// let as_issuer = Issuer::key(&catalog, &reader, now)?;
+    /// let err = issue(&catalog, &as_issuer, KeySpec::named("x"), now, &mut rng).unwrap_err();
     /// assert_eq!(serde_json::to_string(&err.body(&catalog))?,
     ///     r#"{"error":"Permission api-keys:write required"}"#);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -154,12 +159,7 @@ impl Issuer {
         if key.is_expired(now) {
             return Err(IssueError::IssuerKey(Deny::Expired));
         }
-        let manage =
-            key_management_permission(catalog).ok_or(IssueError::NoKeyManagementPermission)?;
-        if !bool::from(key.permissions().contains(manage)) {
-            return Err(IssueError::IssuerKey(Deny::MissingPermission(manage)));
-        }
-        let role = match key.role() {
+        let role = match key.role_ceiling() {
             None => RoleCeiling::Unranked,
             Some(name) => match catalog.role(name) {
                 Some(role) => RoleCeiling::Rank {
@@ -176,8 +176,25 @@ impl Issuer {
             permissions: *key.permissions(),
             role,
             expires_at: key.expires_at(),
-            user_id: None,
+            user_id: key.created_by().map(str::to_owned),
+            rate_limit: key.rate_limit().copied(),
         })
+    }
+
+    /// The same issuer, holding only what it holds *and* `cap` holds: for a key, its creator's
+    /// current permissions (a key never does more than its creator can do now).
+    ///
+    /// ```
+    /// use keygate::{AccountId, Catalog, Issuer, Scope};
+    /// let catalog = Catalog::read_write_delete();
+    /// let user = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    /// let demoted = user.capped(&catalog.expand(["read"])?);
+    /// assert_eq!(demoted.permissions(), &catalog.expand(["read"])?);
+    /// # Ok::<(), keygate::CatalogError>(())
+    /// ```
+    pub fn capped(mut self, cap: &PermissionSet) -> Self {
+        self.permissions = self.permissions.intersection(cap);
+        self
     }
 
     /// A user or a key.
@@ -207,8 +224,20 @@ impl Issuer {
     pub fn expires_at(&self) -> Option<Timestamp> {
         self.expires_at
     }
-    /// The user's id, if recorded.
+    /// The user's id, if recorded; for a key issuer, the user who created the key. Every key
+    /// this issuer mints records it as its creator.
     pub fn user_id(&self) -> Option<&str> {
         self.user_id.as_deref()
+    }
+    /// For a key issuer, its rate limit: the loosest any key it mints may have.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate_limit.as_ref()
+    }
+    /// The key issuer's id, if the issuer is a key.
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self.kind {
+            IssuerKind::Key(id) => Some(id),
+            IssuerKind::User => None,
+        }
     }
 }

@@ -18,7 +18,7 @@ pub const MAX_COMMENT_LEN: usize = 500;
 pub const MAX_TAGS: usize = 20;
 /// The longest tag accepted, in characters.
 pub const MAX_TAG_LEN: usize = 64;
-/// The longest `created_by` accepted, in characters.
+/// The longest creator id (an issuer's user id) accepted, in characters.
 pub const MAX_CREATED_BY_LEN: usize = 255;
 
 /// How much of a caller's input a message echoes back: the input may be arbitrarily long.
@@ -40,7 +40,35 @@ pub(super) const ECHO_LEN: usize = 64;
 /// assert_eq!(spec.name(), "CI");
 /// # Ok::<(), keygate::RateLimitError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It is also the JSON body of a create-key request (every field optional but `name`, unknown
+/// fields refused); a malformed `expires_at` or `rate_limit` is reported by
+/// [`issue`](crate::issue()) with the
+/// rest of the request's problems (422), not by the parser. Who creates the key is never part of
+/// it: that is the authenticated issuer.
+///
+/// ```
+/// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Refusal, Scope, Timestamp};
+/// use rand::SeedableRng;
+/// let spec: KeySpec = serde_json::from_str(r#"{"name": "Support reader",
+///     "permissions": ["read"], "project_id": 1, "ttl_seconds": 3600,
+///     "rate_limit": {"requests": 100, "period_seconds": 60}}"#)?;
+/// let catalog = Catalog::read_write_delete();
+/// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+/// let now = Timestamp::from_unix_seconds(1_000);
+/// let key = issue(&catalog, &owner, spec, now, &mut rand::rngs::StdRng::seed_from_u64(0))?.key;
+/// assert_eq!(key.rate_limit().map(|r| r.requests()), Some(100));
+///
+/// let bad: KeySpec = serde_json::from_str(r#"{"name": "", "expires_at": "tomorrow",
+///     "rate_limit": {"requests": 0, "period_seconds": 60}}"#)?;
+/// let err = issue(&catalog, &owner, bad, now, &mut rand::rngs::StdRng::seed_from_u64(0))
+///     .unwrap_err();
+/// assert_eq!(err.status(), 422);
+/// assert_eq!(serde_json::to_string(&err.body(&catalog))?, r#"{"errors":["Name can't be blank","Expires at must be an RFC 3339 date-time","Rate limit requests must be at least 1"]}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "KeySpecBody")]
 pub struct KeySpec {
     pub(super) name: String,
     pub(super) permissions: Option<Vec<String>>,
@@ -51,8 +79,60 @@ pub struct KeySpec {
     pub(super) rate_limit: Option<RateLimit>,
     pub(super) tags: Vec<String>,
     pub(super) comment: Option<String>,
-    pub(super) created_by: Option<String>,
     pub(super) format: TokenFormat,
+    /// What a JSON body got wrong that a builder cannot: reported with the validation errors.
+    pub(super) malformed: Vec<String>,
+}
+
+/// The JSON body of a create-key request, before it becomes a [`KeySpec`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySpecBody {
+    #[serde(default)]
+    name: String,
+    permissions: Option<Vec<String>>,
+    role: Option<String>,
+    project_id: Option<crate::scope::ProjectId>,
+    expires_at: Option<String>,
+    ttl_seconds: Option<u64>,
+    rate_limit: Option<crate::ratelimit::RateLimitSpec>,
+    #[serde(default)]
+    tags: Vec<String>,
+    comment: Option<String>,
+}
+
+impl From<KeySpecBody> for KeySpec {
+    fn from(body: KeySpecBody) -> Self {
+        let mut spec = KeySpec::named(body.name);
+        spec.permissions = body.permissions;
+        spec.role = body.role;
+        spec.scope = body.project_id.map(Scope::Project);
+        spec.ttl = body.ttl_seconds.map(Duration::from_secs);
+        spec.tags = body.tags;
+        spec.comment = body.comment;
+        if let Some(text) = body.expires_at {
+            match text.parse::<Timestamp>() {
+                Ok(at) => spec.expires_at = Some(at),
+                Err(_) => spec
+                    .malformed
+                    .push("Expires at must be an RFC 3339 date-time".to_owned()),
+            }
+        }
+        if let Some(limit) = body.rate_limit {
+            match RateLimit::try_from(limit) {
+                Ok(limit) => spec.rate_limit = Some(limit),
+                Err(e) => {
+                    // "rate limit requests must be at least 1" as a sentence.
+                    let text = e.to_string();
+                    let mut chars = text.chars();
+                    let first = chars.next().map(|c| c.to_ascii_uppercase());
+                    spec.malformed
+                        .push(format!("{}{}", first.unwrap_or_default(), chars.as_str()));
+                }
+            }
+        }
+        spec
+    }
 }
 
 impl KeySpec {
@@ -68,8 +148,8 @@ impl KeySpec {
             rate_limit: None,
             tags: Vec::new(),
             comment: None,
-            created_by: None,
             format: TokenFormat::default(),
+            malformed: Vec::new(),
         }
     }
 
@@ -154,12 +234,6 @@ impl KeySpec {
         self
     }
 
-    /// Who creates the key (seed 004's user id). Without this, a user issuer's id is recorded.
-    pub fn created_by(mut self, user_id: impl Into<String>) -> Self {
-        self.created_by = Some(user_id.into());
-        self
-    }
-
     /// The token format; [`TokenFormat::default`] (`idc_` + 32 alphanumerics) if not set.
     pub fn format(mut self, format: TokenFormat) -> Self {
         self.format = format;
@@ -192,7 +266,7 @@ pub(super) fn echo(input: &str) -> String {
 }
 
 /// The message for a permission pattern the catalog refused.
-fn pattern_message(error: &CatalogError) -> String {
+pub(super) fn pattern_message(error: &CatalogError) -> String {
     match error {
         CatalogError::UnknownPermission(p) => format!("Unknown permission: {}", echo(p)),
         CatalogError::NoMatch(p) => format!("Permission pattern {} matches no permission", echo(p)),
@@ -202,7 +276,7 @@ fn pattern_message(error: &CatalogError) -> String {
 }
 
 /// Checks a text field that is stored trimmed: not blank, at most `max` characters.
-fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
+pub(super) fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
     let value = value.trim();
     if value.is_empty() {
         errors.push(format!("{field} can't be blank"));
@@ -212,9 +286,16 @@ fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usiz
 }
 
 /// A request that passed validation: what it asks for, resolved against the catalog.
+/// Explicitly requested permissions: exact names, and patterns (each with its catalog expansion),
+/// which grant only what the issuer holds of them.
+pub(super) struct Requested<'s> {
+    pub(super) exact: PermissionSet,
+    pub(super) patterns: Vec<(&'s str, PermissionSet)>,
+}
+
 pub(super) struct Request<'c> {
-    /// The explicit permissions, expanded.
-    pub(super) permissions: Option<PermissionSet>,
+    /// The explicit permissions.
+    pub(super) permissions: Option<Requested<'c>>,
     pub(super) role: Option<&'c Role>,
     pub(super) expires_at: Option<Timestamp>,
 }
@@ -222,11 +303,20 @@ pub(super) struct Request<'c> {
 /// Every malformed part of `spec`, or what it resolves to.
 pub(super) fn validate<'c>(
     catalog: &'c Catalog,
-    spec: &KeySpec,
+    spec: &'c KeySpec,
+    created_by: Option<&str>,
     now: Timestamp,
 ) -> Result<Request<'c>, ValidationErrors> {
     let mut errors = ValidationErrors::default();
     check_text(&mut errors, "Name", &spec.name, MAX_KEY_NAME_LEN);
+    for problem in &spec.malformed {
+        errors.push(problem.clone());
+    }
+    // The voice-agent platform's `user_id` (at least one character): from the issuer, but
+    // still held to the rule, so no key records a blank creator.
+    if let Some(created_by) = created_by {
+        check_text(&mut errors, "Created by", created_by, MAX_CREATED_BY_LEN);
+    }
 
     if spec.expires_at.is_some() && spec.ttl.is_some() {
         errors.push("Specify an expiration date or a time to live, not both");
@@ -234,17 +324,31 @@ pub(super) fn validate<'c>(
     if spec.expires_at.is_some_and(|e| e <= now) {
         errors.push("Expiration date must be in the future");
     }
+    if spec.expires_at.is_some_and(|e| !e.is_recordable()) {
+        errors.push("Expiration date must be no later than 9999-12-31T23:59:59Z");
+    }
+    // A positive time to live rounds up to the clock's microsecond, so it never gives a key that
+    // is dead at birth; one that ends past what a record can store is refused, never clamped.
+    let ttl_expiry = spec.ttl.map(|ttl| now.saturating_add_ceil(ttl));
     if spec.ttl.is_some_and(|t| t.is_zero()) {
         errors.push("Time to live must be greater than 0 seconds");
+    } else if ttl_expiry.is_some_and(|e| !e.is_recordable()) {
+        errors.push("Time to live is too long: the key would expire after 9999-12-31T23:59:59Z");
     }
 
-    let mut permissions = PermissionSet::EMPTY;
+    let mut exact = PermissionSet::EMPTY;
+    let mut patterns = Vec::new();
+    if spec.permissions.as_ref().is_some_and(Vec::is_empty) {
+        errors.push("Permissions can't be empty");
+    }
     for pattern in spec.permissions.iter().flatten() {
         match catalog.expand([pattern]) {
-            Ok(set) => permissions = permissions.union(&set),
+            Ok(set) if pattern.contains('*') => patterns.push((pattern.as_str(), set)),
+            Ok(set) => exact = exact.union(&set),
             Err(e) => errors.push(pattern_message(&e)),
         }
     }
+    let permissions = patterns.iter().fold(exact, |all, (_, set)| all.union(set));
     let role = match &spec.role {
         None => None,
         Some(name) => {
@@ -278,16 +382,13 @@ pub(super) fn validate<'c>(
             "Comment is too long (maximum is {MAX_COMMENT_LEN} characters)"
         ));
     }
-    if let Some(created_by) = &spec.created_by {
-        check_text(&mut errors, "Created by", created_by, MAX_CREATED_BY_LEN);
-    }
-
     errors.into_result()?;
     Ok(Request {
-        permissions: spec.permissions.is_some().then_some(permissions),
+        permissions: spec
+            .permissions
+            .is_some()
+            .then_some(Requested { exact, patterns }),
         role,
-        expires_at: spec
-            .expires_at
-            .or_else(|| spec.ttl.map(|ttl| now.saturating_add(ttl))),
+        expires_at: spec.expires_at.or(ttl_expiry),
     })
 }

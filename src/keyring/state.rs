@@ -1,11 +1,19 @@
-//! Per-key mutable state, kept beside each key: usage counters and the rate limiter.
+//! Per-key mutable state, kept beside each key: the rate limiter and usage counters, as atomics
+//! that requests update through `&self`, without any lock shared between keys.
+
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ratelimit::RateLimitState;
+use super::Keyring;
+use crate::key::KeyId;
+use crate::ratelimit::{RateLimit, RateLimitState, RetryAfter};
+use crate::timestamp::Timestamp;
 use crate::usage::Usage;
 
-/// A key's mutable per-request state, kept beside it: its usage counters and its rate limiter.
+/// A key's mutable per-request state, as a value: its usage counters and its rate limiter. What
+/// [`Keyring::state`] reports and [`Keyring::restore_state`] loads (a store persists it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyState {
@@ -15,4 +23,340 @@ pub struct KeyState {
     /// The key's GCRA state, for [`RateLimit::check`](crate::RateLimit::check).
     #[serde(default)]
     pub rate_limit: RateLimitState,
+}
+
+/// How many keys up an `issued_by` chain a request is charged to. Deeper chains are refused
+/// (fail closed): a budget that cannot be checked is not spent.
+pub const MAX_RATE_LIMIT_CHAIN: usize = 16;
+
+/// The endpoints a keyring counts usage for, by index: the routes a server registers once, so
+/// that counting a request is an index, not a map insertion (and never a `format!`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Endpoints {
+    /// Sorted, unique.
+    names: Vec<String>,
+}
+
+impl Endpoints {
+    pub(super) fn new<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut names: Vec<String> = names.into_iter().map(Into::into).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.truncate(Usage::MAX_ENDPOINTS);
+        Self { names }
+    }
+
+    /// The counter index of `name`; unknown names count under [`Usage::OTHER`] (the last
+    /// counter). A binary search over a handful of routes: no allocation.
+    pub(super) fn index(&self, name: &str) -> usize {
+        self.names
+            .binary_search_by(|probe| probe.as_str().cmp(name))
+            .unwrap_or(self.names.len())
+    }
+
+    /// The counter index of the route `"{method} {route}"`, found without building the string:
+    /// names sort as `(method, route)` pairs do, since the separating space sorts below every
+    /// character a method may hold.
+    pub(super) fn index_of(&self, method: &str, route: &str) -> usize {
+        self.names
+            .binary_search_by(|probe| {
+                let (m, r) = probe.split_once(' ').unwrap_or((probe.as_str(), ""));
+                (m, r).cmp(&(method, route))
+            })
+            .unwrap_or(self.names.len())
+    }
+
+    /// Counters per key: one per name, and one for everything else.
+    fn counters(&self) -> usize {
+        self.names.len() + 1
+    }
+}
+
+/// The GCRA TAT of a key with no recorded arrival (no real TAT is `i64::MIN`: it is always at
+/// least one interval past some instant).
+const NO_ARRIVAL: i64 = i64::MIN;
+
+/// One key's live state, shared by every snapshot of a keyring that holds the key (a rotation or
+/// an update keeps it), updated with atomics.
+#[derive(Debug)]
+pub(crate) struct KeyCell {
+    tat: AtomicI64,
+    total: AtomicU64,
+    last_used: AtomicI64,
+    errors_4xx: AtomicU64,
+    errors_5xx: AtomicU64,
+    errors_other: AtomicU64,
+    /// One counter per registered endpoint, then one for the rest.
+    endpoints: Box<[AtomicU64]>,
+    /// Usage loaded from a store or flushed from the counters: only taken by reads of the whole
+    /// usage and by flushes, never by a request.
+    settled: Mutex<Usage>,
+}
+
+impl KeyCell {
+    pub(super) fn new(endpoints: &Endpoints) -> Self {
+        Self {
+            tat: AtomicI64::new(NO_ARRIVAL),
+            total: AtomicU64::new(0),
+            last_used: AtomicI64::new(i64::MIN),
+            errors_4xx: AtomicU64::new(0),
+            errors_5xx: AtomicU64::new(0),
+            errors_other: AtomicU64::new(0),
+            endpoints: (0..endpoints.counters())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            settled: Mutex::new(Usage::default()),
+        }
+    }
+
+    /// Counts one request to endpoint `index` answered with `status` at `now`.
+    pub(super) fn record(&self, index: usize, status: u16, now: Timestamp) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.last_used
+            .fetch_max(now.unix_micros(), Ordering::Relaxed);
+        let counter = self.endpoints.get(index).or_else(|| self.endpoints.last());
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        match status {
+            0..=399 => {}
+            400..=499 => {
+                self.errors_4xx.fetch_add(1, Ordering::Relaxed);
+            }
+            500..=599 => {
+                self.errors_5xx.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                self.errors_other.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counts since the last flush, as a [`Usage`]; with `drain`, the counters restart from
+    /// zero (a request counted meanwhile lands in this delta or the next, never in neither).
+    fn counted(&self, endpoints: &Endpoints, drain: bool) -> Usage {
+        let read = |counter: &AtomicU64| {
+            if drain {
+                counter.swap(0, Ordering::Relaxed)
+            } else {
+                counter.load(Ordering::Relaxed)
+            }
+        };
+        let last = self.last_used.load(Ordering::Relaxed);
+        let names = endpoints.names.iter().map(String::as_str);
+        let by_endpoint = names
+            .chain([Usage::OTHER])
+            .zip(self.endpoints.iter())
+            .map(|(name, counter)| (name, read(counter)));
+        Usage::from_counts(
+            (last != i64::MIN).then_some(Timestamp::from_unix_micros(last)),
+            read(&self.total),
+            by_endpoint,
+            [
+                ("4xx", read(&self.errors_4xx)),
+                ("5xx", read(&self.errors_5xx)),
+                (Usage::OTHER, read(&self.errors_other)),
+            ],
+        )
+    }
+
+    fn settled(&self) -> std::sync::MutexGuard<'_, Usage> {
+        // The guarded value is a plain record updated by whole-value additions: a panic
+        // elsewhere cannot leave it half-written.
+        self.settled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn state(&self, endpoints: &Endpoints) -> KeyState {
+        let mut usage = self.settled().clone();
+        usage.absorb(&self.counted(endpoints, false));
+        let tat = self.tat.load(Ordering::Acquire);
+        KeyState {
+            usage,
+            rate_limit: RateLimitState::at(
+                (tat != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(tat)),
+            ),
+        }
+    }
+
+    pub(super) fn restore(&self, state: &KeyState) {
+        *self.settled() = state.usage.clone();
+        let tat = state
+            .rate_limit
+            .tat()
+            .map_or(NO_ARRIVAL, Timestamp::unix_micros);
+        self.tat.store(tat, Ordering::Release);
+    }
+
+    /// Moves the counts since the last flush into the settled usage, and returns them: the
+    /// delta a store adds to its totals.
+    pub(super) fn flush(&self, endpoints: &Endpoints) -> Usage {
+        let delta = self.counted(endpoints, true);
+        self.settled().absorb(&delta);
+        delta
+    }
+
+    /// One GCRA step on this cell's TAT, by compare-and-swap (as `governor` does): the same
+    /// decision as [`RateLimit::check`] on the value it read.
+    fn admit(&self, limit: &RateLimit, now: Timestamp) -> Result<i64, RetryAfter> {
+        let mut current = self.tat.load(Ordering::Acquire);
+        loop {
+            let mut state = RateLimitState::at(
+                (current != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(current)),
+            );
+            limit.check(&mut state, now)?;
+            let next = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
+            match self
+                .tat
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(current),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Undoes an admission whose TAT is still the one it wrote; if another request has moved it
+    /// since, the charge stays (never refunding more than was charged: fail closed).
+    fn refund(&self, limit: &RateLimit, previous: i64, now: Timestamp) {
+        let mut state = RateLimitState::at(
+            (previous != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(previous)),
+        );
+        if limit.check(&mut state, now).is_ok() {
+            let written = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
+            let _ =
+                self.tat
+                    .compare_exchange(written, previous, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Keyring {
+    /// Admits a request by the key with this id at `now`, or says when to retry: the key's own
+    /// rate limit, and the limit of every rate-limited key up its [`issued_by`] chain, each as
+    /// GCRA on an atomic TAT (no lock). The request is charged to every one of those budgets;
+    /// when one refuses, the charges already made are refunded where no other request has moved
+    /// them since. A key's children thus share its budget, and minting children is no way around
+    /// a limit. A key with no limit anywhere up its chain is always admitted.
+    ///
+    /// An unknown id, or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`], is refused (retry in a
+    /// second): a budget that cannot be checked is not spent.
+    ///
+    /// [`issued_by`]: crate::ApiKey::issued_by
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Keyring, RateLimit, Scope,
+    ///     Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::read_write_delete();
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    /// let parent = issue(&catalog, &owner,
+    ///     KeySpec::named("p").rate_limit(RateLimit::per_period(2, 60)?), now, &mut rng)?.key;
+    /// let child = issue(&catalog, &Issuer::key(&catalog, &parent, now)?, KeySpec::named("c"), now,
+    ///     &mut rng)?.key;
+    /// let keyring = Keyring::from_keys(Default::default(), [parent.clone(), child.clone()])?;
+    /// assert!(keyring.check_rate_limit(child.id(), now).is_ok());
+    /// assert!(keyring.check_rate_limit(parent.id(), now).is_ok());
+    /// // The parent's budget of 2 is spent, by the child and the parent together.
+    /// assert!(keyring.check_rate_limit(child.id(), now).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), RetryAfter> {
+        let refuse = || RetryAfter::after(now, core::time::Duration::from_secs(1));
+        // The chain's (slot, limit) pairs, without allocating.
+        let mut chain: [Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN] =
+            [None; MAX_RATE_LIMIT_CHAIN];
+        let mut next = Some(id);
+        for link in &mut chain {
+            let Some(current) = next else { break };
+            let slot = self.slot_of(current).map_err(|_| refuse())?;
+            let index = usize::try_from(slot).map_err(|_| refuse())?;
+            let key = self.keys.get(index).ok_or_else(refuse)?;
+            *link = key.rate_limit().map(|limit| (index, *limit));
+            // An ancestor removed from the keyring ends the chain: nothing left to charge.
+            next = key
+                .issued_by()
+                .filter(|parent| self.slot_of(*parent).is_ok());
+        }
+        if next.is_some() {
+            return Err(refuse());
+        }
+        let mut charged: [Option<(usize, i64)>; MAX_RATE_LIMIT_CHAIN] =
+            [None; MAX_RATE_LIMIT_CHAIN];
+        for ((index, limit), record) in chain.iter().flatten().zip(charged.iter_mut()) {
+            let cell = self.cells.get(*index).ok_or_else(refuse)?;
+            match cell.admit(limit, now) {
+                Ok(previous) => *record = Some((*index, previous)),
+                Err(retry) => {
+                    for ((index, limit), charge) in chain.iter().flatten().zip(charged.iter()) {
+                        if let (Some((_, previous)), Some(cell)) = (charge, self.cells.get(*index))
+                        {
+                            cell.refund(limit, *previous, now);
+                        }
+                    }
+                    return Err(retry);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one request by the key with this id to `endpoint` (a registered route, see
+    /// [`Keyring::with_endpoints`]; anything else counts under [`Usage::OTHER`]), answered with
+    /// `status` at `now`. Atomic counters: no lock, no allocation. Unknown ids are ignored.
+    pub fn record_usage(&self, id: KeyId, endpoint: &str, status: u16, now: Timestamp) {
+        let index = self.endpoints.index(endpoint);
+        if let Some(cell) = self.cell_of(id) {
+            cell.record(index, status, now);
+        }
+    }
+
+    /// [`record_usage`](Self::record_usage) for the route `"{method} {route}"` (as registered
+    /// with [`Keyring::with_endpoints`]), without building that string: what a middleware calls
+    /// with the request's method and matched route.
+    pub fn record_request(
+        &self,
+        id: KeyId,
+        method: &str,
+        route: &str,
+        status: u16,
+        now: Timestamp,
+    ) {
+        let index = self.endpoints.index_of(method, route);
+        if let Some(cell) = self.cell_of(id) {
+            cell.record(index, status, now);
+        }
+    }
+
+    /// The per-request state of the key with this id, as it is now: settled usage plus the
+    /// counts since the last flush, and the rate limiter.
+    pub fn state(&self, id: KeyId) -> Option<KeyState> {
+        self.cell_of(id).map(|cell| cell.state(&self.endpoints))
+    }
+
+    /// Loads a key's persisted state (at start-up, from a store). Returns whether the key is
+    /// here.
+    pub fn restore_state(&self, id: KeyId, state: &KeyState) -> bool {
+        self.cell_of(id).map(|cell| cell.restore(state)).is_some()
+    }
+
+    /// Moves every key's usage counted since the last flush into its settled usage, and returns
+    /// the deltas of the keys that were used: what a store adds to its totals
+    /// (`total = total + delta`), so that several replicas can each flush their own.
+    pub fn flush_usage(&self) -> Vec<(KeyId, Usage)> {
+        self.keys
+            .iter()
+            .zip(self.cells.iter())
+            .skip(1)
+            .filter_map(|(key, cell)| {
+                let delta = cell.flush(&self.endpoints);
+                (delta.total_requests() > 0).then(|| (key.id(), delta))
+            })
+            .collect()
+    }
 }

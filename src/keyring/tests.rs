@@ -1,6 +1,8 @@
 use super::index::prefix_of;
 use super::*;
 use crate::catalog::Catalog;
+use crate::issue::Permit;
+use crate::token::Token;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -8,7 +10,8 @@ impl Keyring {
     /// Panics unless every invariant of the index holds.
     fn assert_consistent(&self) {
         assert!(self.keys[0].is_revoked(), "slot 0 is the dummy");
-        assert_eq!(self.keys.len(), self.states.len());
+        assert_eq!(self.keys.len(), self.cells.len());
+        assert_eq!(self.keys.len(), self.cap_slots.len());
         assert_eq!(self.slots.len(), self.len());
         assert!(
             self.index
@@ -62,7 +65,8 @@ fn index_stays_consistent_through_every_operation() {
     let now = Timestamp::from_unix_seconds(10);
     for (i, id) in ids.iter().enumerate() {
         let grace = (i % 2 == 0).then(|| Duration::from_secs(30));
-        ring.rotate(*id, now, grace, &mut rng).unwrap();
+        ring.rotate(&Permit::operator_rotate(*id), now, grace, &mut rng)
+            .unwrap();
         ring.assert_consistent();
     }
     for id in ids.iter().step_by(3) {
@@ -70,8 +74,9 @@ fn index_stays_consistent_through_every_operation() {
         ring.assert_consistent();
     }
     for id in ids.iter().skip(1).step_by(3) {
-        ring.revoke(*id, now).unwrap();
-        ring.rotate(*id, now, None, &mut rng).unwrap_err();
+        ring.revoke(&Permit::operator_revoke(*id), now).unwrap();
+        ring.rotate(&Permit::operator_rotate(*id), now, None, &mut rng)
+            .unwrap_err();
         ring.assert_consistent();
     }
     let rebuilt = Keyring::from_keys(TokenFormat::default(), ring.iter().cloned()).unwrap();
@@ -135,13 +140,13 @@ proptest::proptest! {
                 }
                 Op::Revoke(i) if !ids.is_empty() => {
                     let id = ids[i % ids.len()];
-                    ring.revoke(id, now).unwrap();
+                    ring.revoke(&Permit::operator_revoke(id), now).unwrap();
                     revoked.push(id);
                 }
                 Op::Rotate(i, grace) if !ids.is_empty() => {
                     let id = ids[i % ids.len()];
                     let grace = grace.map(Duration::from_secs);
-                    match ring.rotate(id, now, grace, &mut rng) {
+                    match ring.rotate(&Permit::operator_rotate(id), now, grace, &mut rng) {
                         Ok(token) => {
                             let end = grace.filter(|g| !g.is_zero()).map(|g| now + g);
                             for (_, owner, until) in tokens.iter_mut() {

@@ -3,8 +3,7 @@
 //! The format is documented in `docs/POLICY_TESTS.md`; in short, a file has a fixed `now`, a
 //! `[catalog]`, fixture keys (`[[key]]`), and cases: `[[check]]` (an `authorize` question and its
 //! expected answer), `[[issue]]` (a key request and whether it is issued or refused),
-//! `[[manage]]` (a management operation; parsed, reported as unsupported until keygate's
-//! management decision lands) and `[matrix.KEY]` (everything a key may do, per resource).
+//! `[[manage]]` (a management operation through keygate's management decision) and `[matrix.KEY]` (everything a key may do, per resource).
 
 mod error;
 mod load;
@@ -25,7 +24,7 @@ pub use report::{CaseKind, CaseOutcome, CaseReport, PolicyReport};
 use crate::authorize::{Action, authorize};
 use crate::catalog::{Catalog, PermissionSet};
 use crate::decision::Decision;
-use crate::issue::{IssueError, Issuer, KeySpec, issue};
+use crate::issue::{IssueError, Issuer, KeySpec, KeyUpdate, ManageOp, issue, manage};
 use crate::key::ApiKey;
 use crate::keyring::Keyring;
 use crate::response::Refusal;
@@ -193,7 +192,7 @@ enum IssueExpectation {
 
 /// A management operation, as `[[manage]]` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ManageOp {
+enum ManageAction {
     Read,
     Rotate,
     Revoke,
@@ -201,25 +200,17 @@ enum ManageOp {
 }
 
 #[derive(Debug)]
-#[expect(
-    dead_code,
-    reason = "read once keygate's management decision lands: see run_manage"
-)]
 struct ManageCase {
     name: String,
     line: usize,
     caller: Actor,
     target: usize,
-    op: ManageOp,
+    op: ManageAction,
     at: Timestamp,
     expected: ManageExpectation,
 }
 
 #[derive(Debug)]
-#[expect(
-    dead_code,
-    reason = "read once keygate's management decision lands: see run_manage"
-)]
 enum ManageExpectation {
     Allowed,
     Refused {
@@ -285,7 +276,7 @@ impl PolicyTests {
         let mut cases = Vec::new();
         cases.extend(self.checks.iter().map(|c| self.run_check(c)));
         cases.extend(self.issues.iter().map(|c| self.run_issue(c)));
-        cases.extend(self.manages.iter().map(run_manage));
+        cases.extend(self.manages.iter().map(|c| self.run_manage(c)));
         cases.extend(self.matrices.iter().map(|m| self.run_matrix(m)));
         PolicyReport {
             file: self.source.name.clone(),
@@ -637,6 +628,82 @@ impl PolicyTests {
         parts.join(", ")
     }
 
+    /// Runs a `[[manage]]` case through keygate's management decision (`manage()`). Kept in one
+    /// place: the only code that knows that API's shape.
+    fn run_manage(&self, case: &ManageCase) -> CaseReport {
+        let op = match case.op {
+            ManageAction::Read => ManageOp::Read,
+            ManageAction::Rotate => ManageOp::Rotate,
+            ManageAction::Revoke => ManageOp::Revoke,
+            // Whether the caller may update the key at all: an update that changes nothing.
+            ManageAction::Update => ManageOp::Update(KeyUpdate::new()),
+        };
+        let result: Result<(), (u16, String)> = match self.fixtures.get(case.target) {
+            None => Err((404, "Not found".to_owned())),
+            Some(target) => self
+                .issuer(&case.caller, case.at)
+                .map_err(|e| (e.status(), e.body(&self.catalog).message().into_owned()))
+                .and_then(|issuer| {
+                    manage(&self.catalog, &issuer, &target.key, op, case.at)
+                        .map(|_| ())
+                        .map_err(|e| (e.status(), e.body(&self.catalog).message().into_owned()))
+                }),
+        };
+        let actual = match &result {
+            Ok(()) => "allowed".to_owned(),
+            Err((status, message)) => format!("refused {status} \"{message}\""),
+        };
+        let mut differences = Vec::new();
+        let expected = match (&case.expected, &result) {
+            (ManageExpectation::Allowed, Ok(())) => "allowed".to_owned(),
+            (ManageExpectation::Allowed, Err(_)) => {
+                differences.push("outcome: expected allowed, got refused".to_owned());
+                "allowed".to_owned()
+            }
+            (ManageExpectation::Refused { status, message }, result) => {
+                let mut wanted = "refused".to_owned();
+                if let Some(s) = status {
+                    wanted.push_str(&format!(" {s}"));
+                }
+                if let Some(m) = message {
+                    wanted.push_str(&format!(", message containing \"{m}\""));
+                }
+                match result {
+                    Ok(()) => differences.push("outcome: expected refused, got allowed".to_owned()),
+                    Err((got_status, got_message)) => {
+                        if let Some(s) = status
+                            && s != got_status
+                        {
+                            differences.push(format!("status: expected {s}, got {got_status}"));
+                        }
+                        if let Some(m) = message
+                            && !got_message.contains(m.as_str())
+                        {
+                            differences.push(format!(
+                                "message: expected one containing \"{m}\", got \"{got_message}\""
+                            ));
+                        }
+                    }
+                }
+                wanted
+            }
+        };
+        CaseReport {
+            kind: CaseKind::Manage,
+            name: case.name.clone(),
+            line: case.line,
+            outcome: if differences.is_empty() {
+                CaseOutcome::Passed
+            } else {
+                CaseOutcome::Failed {
+                    expected,
+                    actual,
+                    differences,
+                }
+            },
+        }
+    }
+
     fn run_matrix(&self, expectation: &MatrixExpectation) -> CaseReport {
         let fixture = self.fixtures.get(expectation.key);
         let name = fixture.map_or_else(String::new, |f| format!("access matrix of `{}`", f.name));
@@ -718,20 +785,5 @@ pub(crate) fn scope_label(scope: Scope) -> String {
     match scope {
         Scope::Account => "account".to_owned(),
         Scope::Project(p) => format!("project:{p}"),
-    }
-}
-
-/// `[[manage]]` cases wait for keygate's management decision. Kept in one place so that wiring it
-/// in touches this function only.
-fn run_manage(case: &ManageCase) -> CaseReport {
-    CaseReport {
-        kind: CaseKind::Manage,
-        name: case.name.clone(),
-        line: case.line,
-        outcome: CaseOutcome::Unsupported {
-            reason: "keygate's management decision (manage()) is not in this build yet: the case \
-                     was parsed and its names checked, but not run"
-                .to_owned(),
-        },
     }
 }

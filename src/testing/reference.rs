@@ -29,7 +29,7 @@ use core::fmt;
 use serde::Serialize;
 
 use crate::authorize::Action;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, PermissionSet};
 use crate::decision::{Decision, Deny};
 use crate::key::ApiKey;
 use crate::scope::{Resource, Scope};
@@ -37,6 +37,18 @@ use crate::timestamp::Timestamp;
 
 /// The rules, in order; the first that fails is the reason.
 pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> Decision {
+    authorize_capped(key, &PermissionSet::ALL, action, resource, now)
+}
+
+/// The rules with the creator's current permissions as a cap on rule 5 (as
+/// [`authorize_capped`](crate::authorize_capped()) applies them).
+pub fn authorize_capped(
+    key: &ApiKey,
+    cap: &PermissionSet,
+    action: Action,
+    resource: &Resource,
+    now: Timestamp,
+) -> Decision {
     // 1. A revoked or expired key is no key at all (401).
     if key.revoked_at().is_some() {
         return Decision::Deny(Deny::Revoked);
@@ -61,9 +73,11 @@ pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timesta
             return Decision::Deny(Deny::OutOfScope);
         }
     }
-    // 5. The frozen grant must hold the action's permission (403).
+    // 5. The frozen grant, and the creator as they are now, must hold the action's permission
+    //    (403): a key never does more than its creator can do now.
     let granted = key.permissions().iter().any(|p| p == action.permission());
-    if !granted {
+    let creator_may = cap.iter().any(|p| p == action.permission());
+    if !granted || !creator_may {
         return Decision::Deny(Deny::MissingPermission(action.permission()));
     }
     Decision::Allow

@@ -5,6 +5,8 @@
     reason = "each test binary uses a different part of the shared support"
 )]
 
+pub mod world;
+
 use keygate::{AccountId, ApiKey, Catalog, KeyId, Scope, Timestamp, TokenHash};
 
 /// The fixture most tests need: a key of account 1 holding every permission of the coarse

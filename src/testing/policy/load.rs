@@ -15,8 +15,8 @@ use super::schema::{
     SpecSchema,
 };
 use super::{
-    Actor, Check, CheckTarget, Expected, Fixture, IssueCase, IssueExpectation, ManageCase,
-    ManageExpectation, ManageOp, MatrixExpectation, PolicyTests, ResourceRef,
+    Actor, Check, CheckTarget, Expected, Fixture, IssueCase, IssueExpectation, ManageAction,
+    ManageCase, ManageExpectation, MatrixExpectation, PolicyTests, ResourceRef,
 };
 use crate::authorize::Action;
 use crate::catalog::{Catalog, CatalogError, CatalogSpec, PermissionSet, RoleSpec};
@@ -293,6 +293,11 @@ impl Loader {
         }
         key.role = role.map(|r| r.name().to_owned());
         key.created_by = schema.created_by.clone();
+        key.issued_by = parent_key.map(ApiKey::id);
+        if role.is_none() {
+            // A rank ceiling is inherited even by role-less keys.
+            key.role_ceiling = parent_key.and_then(|p| p.role_ceiling().map(str::to_owned));
+        }
 
         if let (Some(parent), Some(parent_name)) = (parent_key, &schema.parent)
             && let Err(reason) = within_parent(&self.catalog, &key, parent)
@@ -492,9 +497,6 @@ impl Loader {
         if let Some(t) = schema.ttl_seconds {
             spec = spec.ttl_seconds(t);
         }
-        if let Some(c) = &schema.created_by {
-            spec = spec.created_by(c.clone());
-        }
         if let Some(c) = &schema.comment {
             spec = spec.comment(c.clone());
         }
@@ -597,10 +599,10 @@ impl Loader {
         let caller = self.actor(&schema.caller)?;
         let target = self.fixture_index(&schema.target)?;
         let op = match schema.op.get_ref().as_str() {
-            "read" => ManageOp::Read,
-            "rotate" => ManageOp::Rotate,
-            "revoke" => ManageOp::Revoke,
-            "update" => ManageOp::Update,
+            "read" => ManageAction::Read,
+            "rotate" => ManageAction::Rotate,
+            "revoke" => ManageAction::Revoke,
+            "update" => ManageAction::Update,
             other => {
                 return Err(self.err(
                     &schema.op.span(),
@@ -845,14 +847,18 @@ fn within_parent(catalog: &Catalog, child: &ApiKey, parent: &ApiKey) -> Result<(
     {
         return Err(format!("it outlives the parent, which expires at {limit}"));
     }
-    let rank = |key: &ApiKey| key.role().and_then(|r| catalog.role(r)).map(|r| r.rank());
+    let rank = |key: &ApiKey| {
+        key.role_ceiling()
+            .and_then(|r| catalog.role(r))
+            .map(|r| r.rank())
+    };
     if let (Some(child_rank), Some(parent_rank)) = (rank(child), rank(parent))
         && child_rank > parent_rank
     {
         return Err(format!(
             "role {} ranks above the parent's role {}",
-            child.role().unwrap_or_default(),
-            parent.role().unwrap_or_default()
+            child.role_ceiling().unwrap_or_default(),
+            parent.role_ceiling().unwrap_or_default()
         ));
     }
     Ok(())

@@ -46,8 +46,8 @@ pub enum CaseOutcome {
         /// Each way the two differ, one per line.
         differences: Vec<String>,
     },
-    /// The case cannot run in this build (a `[[manage]]` before keygate has its management
-    /// decision). Not a failure, and never a pass.
+    /// The case cannot run in this build. Not a failure, and never a pass. (No case kind is
+    /// unsupported today; kept so that a report format stays stable as case kinds are added.)
     Unsupported {
         /// Why.
         reason: String,

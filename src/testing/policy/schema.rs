@@ -115,7 +115,6 @@ pub(super) struct SpecSchema {
     pub scope: Option<Spanned<String>>,
     pub expires_at: Option<Spanned<Instant>>,
     pub ttl_seconds: Option<u64>,
-    pub created_by: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     pub comment: Option<String>,

@@ -1,0 +1,307 @@
+//! One tower layer that authenticates, rate-limits and records usage on a [`SharedKeyring`], and
+//! the extractors that read what it found.
+
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::sync::Arc;
+
+use ::axum::extract::{FromRequestParts, MatchedPath, Request};
+use ::axum::http::header::WWW_AUTHENTICATE;
+use ::axum::http::request::Parts;
+use ::axum::http::{HeaderValue, StatusCode};
+use ::axum::response::{IntoResponse, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{ApiError, bearer_token};
+use crate::authorize::Action;
+use crate::catalog::Catalog;
+use crate::decision::{Decision, Deny};
+use crate::keyring::{AuthenticatedKey, SharedKeyring};
+use crate::scope::Resource;
+use crate::timestamp::Timestamp;
+
+/// The clock the layer reads: the system clock unless a test gives its own.
+pub type Clock = fn() -> Timestamp;
+
+fn system_clock() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// Authenticates every request on a [`SharedKeyring`] (401 with `WWW-Authenticate: Bearer`),
+/// charges the key's rate limit (429 with `Retry-After`), hands the key to the handler as
+/// [`Caller`], and counts the request in the key's usage once the response is known. No lock, no
+/// copy of the key, no `format!`.
+///
+/// Apply it with `Router::route_layer`, so that it runs after routing and counts usage per
+/// matched route (`GET /recordings/{id}`), never per raw path; register the routes with
+/// [`Keyring::with_endpoints`](crate::Keyring::with_endpoints). It is a plain tower layer over
+/// `http` requests, so a tonic gRPC service (whose `authorization` metadata is this very header)
+/// takes it the same way, through tonic's axum router.
+///
+/// It also renders every [`ApiError`] made from a refusal with its catalog, so that a handler can
+/// write `deny?` and the client reads `"Permission agents:write required"`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{routing::get, Router};
+/// use keygate::axum::{Caller, KeygateLayer};
+/// use keygate::{Catalog, SharedKeyring};
+///
+/// async fn whoami(Caller(key): Caller) -> String { key.key().name().to_owned() }
+///
+/// let keys = Arc::new(SharedKeyring::default());
+/// let catalog = Arc::new(Catalog::read_write_delete());
+/// let app: Router = Router::new()
+///     .route("/whoami", get(whoami))
+///     .route_layer(KeygateLayer::new(keys, catalog));
+/// ```
+#[derive(Clone)]
+pub struct KeygateLayer {
+    keys: Arc<SharedKeyring>,
+    catalog: Arc<Catalog>,
+    clock: Clock,
+}
+
+impl core::fmt::Debug for KeygateLayer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeygateLayer").finish_non_exhaustive()
+    }
+}
+
+impl KeygateLayer {
+    /// A layer over `keys`, naming permissions with `catalog`, on the system clock.
+    pub fn new(keys: Arc<SharedKeyring>, catalog: Arc<Catalog>) -> Self {
+        Self {
+            keys,
+            catalog,
+            clock: system_clock,
+        }
+    }
+
+    /// The same layer on another clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+impl<S> Layer<S> for KeygateLayer {
+    type Service = Keygate<S>;
+
+    fn layer(&self, inner: S) -> Keygate<S> {
+        Keygate {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`KeygateLayer`] wraps around a handler or router.
+#[derive(Clone)]
+pub struct Keygate<S> {
+    inner: S,
+    layer: KeygateLayer,
+}
+
+impl<S> core::fmt::Debug for Keygate<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Keygate").finish_non_exhaustive()
+    }
+}
+
+/// What the layer hands a handler: the caller's key, its catalog and the request's instant.
+#[derive(Clone)]
+struct Found {
+    key: Arc<AuthenticatedKey>,
+    catalog: Arc<Catalog>,
+    now: Timestamp,
+}
+
+impl<S> Service<Request> for Keygate<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let now = (self.layer.clock)();
+        let found = bearer_token(request.headers())
+            .ok_or(Deny::UnknownKey)
+            .and_then(|token| self.layer.keys.authenticate(token, now));
+        let key = match found {
+            Ok(key) => Arc::new(key),
+            Err(deny) => {
+                let response = unauthorized(ApiError::refusal(&deny, &self.layer.catalog));
+                return Box::pin(async move { Ok(response) });
+            }
+        };
+        if let Err(retry) = key.check_rate_limit(now) {
+            let response = ApiError::refusal(&retry, &self.layer.catalog).into_response();
+            record(&key, &request, response.status(), now);
+            return Box::pin(async move { Ok(response) });
+        }
+        let method = request.method().clone();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        request.extensions_mut().insert(Found {
+            key: Arc::clone(&key),
+            catalog: Arc::clone(&self.layer.catalog),
+            now,
+        });
+        // The service that was polled ready is the one to call (tower's contract): swap a clone in.
+        let clone = self.inner.clone();
+        let mut inner = core::mem::replace(&mut self.inner, clone);
+        let catalog = Arc::clone(&self.layer.catalog);
+        Box::pin(async move {
+            let mut response = inner.call(request).await?;
+            // A refusal a handler returned is rendered with the catalog, which names permissions.
+            if let Some(pending) = response.extensions_mut().remove::<super::Pending>() {
+                response = pending.render(&catalog, response);
+            }
+            let route = route.as_ref().map_or("", MatchedPath::as_str);
+            key.record_request(method.as_str(), route, response.status().as_u16(), now);
+            Ok(response)
+        })
+    }
+}
+
+/// Counts a request the layer answered itself.
+fn record(key: &AuthenticatedKey, request: &Request, status: StatusCode, now: Timestamp) {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    key.record_request(request.method().as_str(), route, status.as_u16(), now);
+}
+
+/// A 401 with `WWW-Authenticate: Bearer` (RFC 6750), and the API's body.
+fn unauthorized(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The caller's key, as [`KeygateLayer`] authenticated it (a handler behind the layer only).
+///
+/// ```
+/// # use keygate::axum::Caller;
+/// async fn handler(Caller(key): Caller) -> String {
+///     format!("hello, {}", key.key().name())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<AuthenticatedKey>);
+
+impl Caller {
+    /// May the caller do `action` on `resource`? With the key's creator cap, at the request's
+    /// instant; `?` turns a refusal into its response.
+    pub fn authorize(
+        &self,
+        action: Action,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        match self.0.authorize(action, resource, now) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(deny) => Err(ApiError::from(deny)),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Found>()
+            .map(|found| Caller(Arc::clone(&found.key)))
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// A permission named in a handler's signature: `Allowed<Read>` refuses (403, with the
+/// permission named) a caller whose key, capped by its creator, lacks it. Declare one with
+/// [`permission!`](crate::permission).
+pub trait NeededPermission: Send + Sync + 'static {
+    /// The catalog name of the permission (`"read"`, `"agents:write"`).
+    const NAME: &'static str;
+}
+
+/// Declares [`NeededPermission`] types: `keygate::permission!(pub Read = "read");`.
+#[macro_export]
+macro_rules! permission {
+    ($($vis:vis $name:ident = $permission:literal;)+) => {
+        $(
+            #[doc = concat!("The `", $permission, "` permission, for `keygate::axum::Allowed`.")]
+            #[derive(Debug, Clone, Copy)]
+            $vis struct $name;
+            impl $crate::axum::NeededPermission for $name {
+                const NAME: &'static str = $permission;
+            }
+        )+
+    };
+}
+
+/// The caller, holding permission `P` (capped by its creator): the handler's signature states
+/// what it needs. Resource checks (account, project) stay the handler's, with
+/// [`Caller::authorize`] or [`AuthenticatedKey::authorize`].
+///
+/// ```
+/// use keygate::axum::Allowed;
+/// keygate::permission!(Write = "write";);
+/// async fn upload(Allowed(key, _): Allowed<Write>) -> &'static str { "stored" }
+/// ```
+#[derive(Debug)]
+pub struct Allowed<P>(pub Arc<AuthenticatedKey>, pub PhantomData<P>);
+
+impl<P: NeededPermission, S: Send + Sync> FromRequestParts<S> for Allowed<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let found = parts
+            .extensions
+            .get::<Found>()
+            .ok_or_else(ApiError::unauthorized)?;
+        // A name the catalog lacks is a server bug; deny by default, and say nothing more.
+        let permission = found
+            .catalog
+            .permission(P::NAME)
+            .ok_or_else(|| ApiError::message(StatusCode::FORBIDDEN, "Permission required"))?;
+        if bool::from(found.key.effective_permissions().contains(permission)) {
+            Ok(Allowed(Arc::clone(&found.key), PhantomData))
+        } else {
+            Err(ApiError::refusal(
+                &Deny::MissingPermission(permission),
+                &found.catalog,
+            ))
+        }
+    }
+}
+
+/// The instant the layer authenticated the request at (the same for every check of one request).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTime(pub Timestamp);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestTime {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Found>()
+            .map(|found| RequestTime(found.now))
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
