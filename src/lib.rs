@@ -15,6 +15,7 @@
 //! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
 //! | answer | [`Refusal`]: every refusal's status and JSON body |
 //! | serve (feature `axum`) | `keygate::axum`: the extractor and error responses |
+//! | test (feature `testing`) | `keygate::testing`: policy test files, the reference model, proptest strategies, the escalation fuzzer |
 //!
 //! ## A small axum server, whole
 //!
@@ -52,6 +53,8 @@ mod quota;
 mod ratelimit;
 mod response;
 mod scope;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timestamp;
 mod token;
 mod usage;

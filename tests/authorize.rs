@@ -49,7 +49,7 @@ fn respond(catalog: &Catalog, key: &ApiKey, action: Action, resource: Resource) 
     let decision = authorize(key, action, &resource, now());
     assert_eq!(
         decision,
-        common::reference::authorize(key, action, &resource, now())
+        keygate::testing::reference::authorize(key, action, &resource, now())
     );
     match decision {
         Decision::Allow => (200, String::new()),

@@ -1,5 +1,6 @@
 //! Properties of `authorize` over random keys, actions, resources and times:
-//! - it agrees with the plain reference model on every input, with and without a creator cap;
+//! - it agrees with the plain reference model on every input, with and without a creator cap,
+//!   and so does the model's rule-by-rule explanation;
 //! - no key ever reaches another account;
 //! - a project-scoped key never reaches another project, nor an account-level action.
 //!
@@ -16,6 +17,7 @@ mod common;
 use std::sync::LazyLock;
 
 use keygate::Refusal;
+use keygate::testing::reference;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, PermissionSet, ProjectId, Resource,
     Scope, Timestamp, TokenHash, authorize, authorize_capped,
@@ -106,8 +108,20 @@ proptest! {
     ) {
         prop_assert_eq!(
             authorize(&key, action, &resource, now),
-            common::reference::authorize(&key, action, &resource, now)
+            reference::authorize(&key, action, &resource, now)
         );
+    }
+
+    #[test]
+    fn explain_decides_as_the_reference_model(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        let explanation = reference::explain(&CATALOG, &key, action, &resource, now);
+        prop_assert_eq!(explanation.decision, reference::authorize(&key, action, &resource, now));
+        prop_assert_eq!(explanation.rules.len(), 5);
+        // The deciding rule is the first failing one, and its reason is the decision's.
+        let deciding = explanation.deciding_rule().and_then(|r| r.fails_with);
+        prop_assert_eq!(deciding.map_or(Decision::Allow, Decision::Deny), explanation.decision);
     }
 
     #[test]
@@ -118,7 +132,7 @@ proptest! {
         let decision = authorize_capped(&key, &cap, action, &resource, now);
         prop_assert_eq!(
             decision,
-            common::reference::authorize_capped(&key, &cap, action, &resource, now)
+            reference::authorize_capped(&key, &cap, action, &resource, now)
         );
         // The cap only ever takes away.
         if decision == Decision::Allow {

@@ -1,7 +1,7 @@
 //! No escalation through any chain of issues.
 //!
-//! A property builds random catalogs (fine-grained or the coarse read/write/delete, with random
-//! ranked roles) and random chains of up to six issued keys: a user issues the first key, and each
+//! A property builds random catalogs (`keygate::testing::strategy::catalogs`: fine-grained or the
+//! coarse read/write/delete, with random ranked roles) and random chains of up to six issued keys: a user issues the first key, and each
 //! key then issues the next (when it may); refused attempts are checked and the chain goes on. At every step it checks the result against a plain model of
 //! the rules: what should be refused (422 or 403) is refused, what should be issued is issued,
 //! and every issued key stays within its issuer: permissions a subset, scope within, same account,
@@ -23,6 +23,7 @@
 
 use std::time::Duration;
 
+use keygate::testing::strategy;
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Deny, IssueError, Issuer, KeyId, KeySpec, PermissionSet,
     ProjectId, Resource, Scope, Timestamp, TokenHash, authorize, issue,
@@ -38,93 +39,6 @@ const OTHER_ACCT: u64 = 2;
 const PROJECTS: u64 = 3;
 /// The longest chain of issued keys.
 const MAX_DEPTH: usize = 6;
-const ACTIONS: [&str; 5] = ["read", "write", "delete", "sync", "test"];
-
-/// A catalog to build: coarse, or fine-grained with per-resource action masks; plus role masks,
-/// shaped so that rank and permissions sometimes agree and sometimes do not.
-#[derive(Debug, Clone)]
-struct CatalogPlan {
-    coarse: bool,
-    resources: Vec<u8>,
-    roles: Vec<u64>,
-    role_shape: RoleShape,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum RoleShape {
-    /// Unrelated permission sets.
-    Random,
-    /// Each role holds the ones below it (member < admin < owner).
-    Ascending,
-    /// Each role holds a subset of the ones below it: only the rank keeps them apart.
-    Descending,
-}
-
-fn catalog_plan() -> impl Strategy<Value = CatalogPlan> {
-    (
-        prop::bool::weighted(0.25),
-        prop::collection::vec(1u8..32, 1..=5),
-        prop::collection::vec(any::<u64>(), 0..=3),
-        prop_oneof![
-            Just(RoleShape::Random),
-            Just(RoleShape::Ascending),
-            Just(RoleShape::Descending)
-        ],
-    )
-        .prop_map(|(coarse, resources, roles, role_shape)| CatalogPlan {
-            coarse,
-            resources,
-            roles,
-            role_shape,
-        })
-}
-
-fn build_catalog(plan: &CatalogPlan) -> Catalog {
-    let names: Vec<String> = if plan.coarse {
-        ACTIONS[..3].iter().map(|a| (*a).to_owned()).collect()
-    } else {
-        let mut names = vec!["api-keys:write".to_owned()];
-        for (r, mask) in plan.resources.iter().enumerate() {
-            for (a, action) in ACTIONS.iter().enumerate() {
-                if mask & (1 << a) != 0 {
-                    names.push(format!("r{r}:{action}"));
-                }
-            }
-        }
-        names
-    };
-    let mut catalog = Catalog::new(names.clone()).unwrap();
-    let mut previous: Option<u64> = None;
-    for (i, &mask) in plan.roles.iter().enumerate() {
-        let mask = match (plan.role_shape, previous) {
-            (RoleShape::Ascending, Some(p)) => mask | p,
-            (RoleShape::Descending, Some(p)) => mask & p,
-            _ => mask,
-        };
-        previous = Some(mask);
-        let perms: Vec<&String> = pick(&names, mask);
-        catalog = catalog.with_role(&format!("role{i}"), perms).unwrap();
-    }
-    catalog
-}
-
-/// The items of `items` whose index bit is set in `mask` (cycling past 64).
-fn pick<T>(items: &[T], mask: u64) -> Vec<&T> {
-    items
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << (i % 64)) != 0)
-        .map(|(_, x)| x)
-        .collect()
-}
-
-fn set_from_mask(catalog: &Catalog, mask: u64) -> PermissionSet {
-    catalog
-        .all()
-        .iter()
-        .filter(|p| mask & (1 << (p.index() % 64)) != 0)
-        .collect()
-}
 
 #[derive(Debug, Clone)]
 enum PermPlan {
@@ -356,8 +270,8 @@ fn user_as_key(perms: PermissionSet, scope: Scope) -> ApiKey {
     )
 }
 
-fn run_chain(plan: &CatalogPlan, root: &RootPlan, steps: &[StepPlan], seed: u64) {
-    let catalog = build_catalog(plan);
+fn run_chain(catalog: &Catalog, root: &RootPlan, steps: &[StepPlan], seed: u64) {
+    let catalog = catalog.clone();
     let names: Vec<String> = catalog.names(&catalog.all()).map(str::to_owned).collect();
     let manage = catalog
         .permission("api-keys:write")
@@ -374,7 +288,7 @@ fn run_chain(plan: &CatalogPlan, root: &RootPlan, steps: &[StepPlan], seed: u64)
     let mut issuer = match root_role {
         Some(role) => Issuer::user_with_role(&catalog, acct, root_scope, role.name()).unwrap(),
         None => {
-            let mut perms = set_from_mask(&catalog, root.mask);
+            let mut perms = strategy::set_from_mask(&catalog, root.mask);
             if root.manage {
                 perms.insert(manage);
             }
@@ -399,7 +313,7 @@ fn run_chain(plan: &CatalogPlan, root: &RootPlan, steps: &[StepPlan], seed: u64)
                 within_issuer,
                 manage: add_manage,
             } => {
-                let mut set = set_from_mask(&catalog, mask);
+                let mut set = strategy::set_from_mask(&catalog, mask);
                 if within_issuer {
                     set = set.intersection(issuer.permissions());
                 }
@@ -530,13 +444,13 @@ fn run_chain(plan: &CatalogPlan, root: &RootPlan, steps: &[StepPlan], seed: u64)
 proptest! {
     #[test]
     fn no_chain_of_issues_escalates(
-        plan in catalog_plan(),
+        catalog in strategy::catalogs(),
         root in root_plan(),
         // Up to 12 attempts, of which up to MAX_DEPTH succeed: refused attempts do not end a chain.
         steps in prop::collection::vec(step_plan(), 1..=12),
         seed in any::<u64>(),
     ) {
-        run_chain(&plan, &root, &steps, seed);
+        run_chain(&catalog, &root, &steps, seed);
     }
 }
 

@@ -1,5 +1,5 @@
 //! The constant-time `authorize` (and `Keyring::authorize`, which runs it on the key a token finds)
-//! against the plain reference model of `tests/common/reference.rs`: the same decision, deny
+//! against the plain reference model of `keygate::testing::reference`: the same decision, deny
 //! reason included, on every input, with and without a creator cap (the creator's current
 //! permissions, which the keyring applies to every key that creator made).
 //!
@@ -15,9 +15,8 @@ use keygate::{
 };
 use libfuzzer_sys::fuzz_target;
 
-/// The same model the property tests use (tests/common/reference.rs), so there is one.
-#[path = "../../tests/common/reference.rs"]
-mod reference;
+/// The same model the property tests use, so there is one.
+use keygate::testing::reference;
 
 const TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0000";
 const OTHER_TOKEN: &str = "idc_DiffDiffDiffDiffDiffDiffDiff0001";

@@ -11,11 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// At the crate root, so that the world's `super::reference` finds the model as it does in the
-// test tree (`tests/common/`).
-#[path = "../../tests/common/reference.rs"]
-#[expect(dead_code, reason = "the world uses only the capped model")]
-mod reference;
+// The world uses the reference model from `keygate::testing` (feature `testing`).
 #[path = "../../tests/common/world.rs"]
 mod world;
 

@@ -26,6 +26,11 @@ use keygate::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+#[cfg(feature = "planted-escalation")]
+mod planted;
+#[cfg(feature = "planted-escalation")]
+pub use planted::router_with_planted_escalation;
+
 /// Everything the server holds. Locks are never held across an `.await`.
 #[derive(Debug)]
 pub struct App {

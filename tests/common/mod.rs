@@ -5,7 +5,6 @@
     reason = "each test binary uses a different part of the shared support"
 )]
 
-pub mod reference;
 pub mod world;
 
 use keygate::{AccountId, ApiKey, Catalog, KeyId, Scope, Timestamp, TokenHash};

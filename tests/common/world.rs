@@ -32,7 +32,7 @@ use keygate::{
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::reference;
+use keygate::testing::reference;
 
 const NAMES: [&str; 8] = [
     "agents:read",

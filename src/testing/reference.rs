@@ -1,0 +1,315 @@
+//! The plain reference model of [`authorize`](crate::authorize()): DESIGN.md's rules written for a
+//! reader, with `if`s and early returns.
+//!
+//! It is slow on purpose and not constant time. keygate's property tests and its `differential`
+//! fuzz target hold the real, branch-free `keygate::authorize` to its answers; use it the same way
+//! for your own decision code, or to say *why* a request is refused ([`explain`]).
+//!
+//! ```
+//! use keygate::testing::reference;
+//! use keygate::{authorize, AccountId, Action, ApiKey, Catalog, KeyId, ProjectId, Resource, Scope,
+//!     Timestamp, TokenHash};
+//! let catalog = Catalog::read_write_delete();
+//! let acct = AccountId::from_u64(1);
+//! let key = ApiKey::new(KeyId::from_bytes([1; 16]), "reader", acct,
+//!     Scope::Project(ProjectId::from_u64(42)), catalog.expand(["read"])?, TokenHash::of("t"),
+//!     Timestamp::EPOCH);
+//! let write = Action::named(&catalog, "write")?;
+//! let project = Resource::in_project(acct, ProjectId::from_u64(42));
+//! let now = Timestamp::from_unix_seconds(10);
+//! assert_eq!(reference::authorize(&key, write, &project, now), authorize(&key, write, &project, now));
+//!
+//! let why = reference::explain(&catalog, &key, write, &project, now);
+//! assert_eq!(why.deciding_rule().map(|r| r.rule), Some(reference::Rule::HasPermission));
+//! # Ok::<(), keygate::CatalogError>(())
+//! ```
+
+use core::fmt;
+
+use serde::Serialize;
+
+use crate::authorize::Action;
+use crate::catalog::{Catalog, PermissionSet};
+use crate::decision::{Decision, Deny};
+use crate::key::ApiKey;
+use crate::scope::{Resource, Scope};
+use crate::timestamp::Timestamp;
+
+/// The rules, in order; the first that fails is the reason.
+pub fn authorize(key: &ApiKey, action: Action, resource: &Resource, now: Timestamp) -> Decision {
+    authorize_capped(key, &PermissionSet::ALL, action, resource, now)
+}
+
+/// The rules with the creator's current permissions as a cap on rule 5 (as
+/// [`authorize_capped`](crate::authorize_capped()) applies them).
+pub fn authorize_capped(
+    key: &ApiKey,
+    cap: &PermissionSet,
+    action: Action,
+    resource: &Resource,
+    now: Timestamp,
+) -> Decision {
+    // 1. A revoked or expired key is no key at all (401).
+    if key.revoked_at().is_some() {
+        return Decision::Deny(Deny::Revoked);
+    }
+    if let Some(expires_at) = key.expires_at()
+        && now >= expires_at
+    {
+        return Decision::Deny(Deny::Expired);
+    }
+    // 2. Another tenant's resource does not exist, as far as this key can tell (404).
+    if key.account() != resource.account_id() {
+        return Decision::Deny(Deny::OtherAccount);
+    }
+    // 3. Creating or destroying projects needs an account-wide key (403, seed 000).
+    if action.is_account_level() && key.scope() != Scope::Account {
+        return Decision::Deny(Deny::AccountLevelAction);
+    }
+    // 4. A project-scoped key sees its own project and cross-project listings, nothing else (404).
+    if let Scope::Project(own) = key.scope() {
+        let reachable = resource.is_listing() || resource.project() == Some(own);
+        if !reachable {
+            return Decision::Deny(Deny::OutOfScope);
+        }
+    }
+    // 5. The frozen grant, and the creator as they are now, must hold the action's permission
+    //    (403): a key never does more than its creator can do now.
+    let granted = key.permissions().iter().any(|p| p == action.permission());
+    let creator_may = cap.iter().any(|p| p == action.permission());
+    if !granted || !creator_may {
+        return Decision::Deny(Deny::MissingPermission(action.permission()));
+    }
+    Decision::Allow
+}
+
+/// One of the five rules of [`authorize`], in the order they are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// 1. The key is neither revoked nor expired.
+    Live,
+    /// 2. The key's account owns the resource.
+    SameAccount,
+    /// 3. An account-level action needs an account-wide key.
+    AccountLevel,
+    /// 4. A project-scoped key reaches only its project and listings.
+    InScope,
+    /// 5. The key holds the action's permission.
+    HasPermission,
+}
+
+impl Rule {
+    /// All five, in order.
+    pub const ALL: [Rule; 5] = [
+        Rule::Live,
+        Rule::SameAccount,
+        Rule::AccountLevel,
+        Rule::InScope,
+        Rule::HasPermission,
+    ];
+
+    /// The rule as DESIGN.md states it.
+    pub fn statement(self) -> &'static str {
+        match self {
+            Rule::Live => "not revoked, not expired (now < expires_at)",
+            Rule::SameAccount => "the key's account owns the resource",
+            Rule::AccountLevel => "an account-level action needs an account-wide key",
+            Rule::InScope => "a project-scoped key reaches only its project (and listings)",
+            Rule::HasPermission => "the key holds the action's permission",
+        }
+    }
+
+    /// The rule's number, 1 to 5.
+    pub fn number(self) -> usize {
+        match self {
+            Rule::Live => 1,
+            Rule::SameAccount => 2,
+            Rule::AccountLevel => 3,
+            Rule::InScope => 4,
+            Rule::HasPermission => 5,
+        }
+    }
+}
+
+/// How one rule came out for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleOutcome {
+    /// Which rule.
+    pub rule: Rule,
+    /// The deny reason it gives when it fails; `None` when it passes.
+    #[serde(serialize_with = "serialize_deny")]
+    pub fails_with: Option<Deny>,
+    /// The facts it looked at, for a person.
+    pub detail: String,
+}
+
+impl RuleOutcome {
+    /// Whether the rule holds.
+    pub fn passed(&self) -> bool {
+        self.fails_with.is_none()
+    }
+}
+
+fn serialize_deny<S: serde::Serializer>(deny: &Option<Deny>, s: S) -> Result<S::Ok, S::Error> {
+    match deny {
+        None => s.serialize_none(),
+        Some(d) => s.serialize_some(deny_name(d)),
+    }
+}
+
+/// The snake_case name of a deny reason, as policy files write it (`missing_permission`).
+pub fn deny_name(deny: &Deny) -> &'static str {
+    match deny {
+        Deny::UnknownKey => "unknown_key",
+        Deny::Revoked => "revoked",
+        Deny::Expired => "expired",
+        Deny::OtherAccount => "other_account",
+        Deny::AccountLevelAction => "account_level_action",
+        Deny::OutOfScope => "out_of_scope",
+        Deny::MissingPermission(_) => "missing_permission",
+    }
+}
+
+/// Every rule's outcome for one request, in order, and the decision they make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The five rules, in order. Every rule is evaluated, as the constant-time code does.
+    pub rules: Vec<RuleOutcome>,
+    /// The decision: the first failing rule's reason, or allow.
+    #[serde(skip)]
+    pub decision: Decision,
+}
+
+impl Explanation {
+    /// The first rule that fails: the one that decides a denial.
+    pub fn deciding_rule(&self) -> Option<&RuleOutcome> {
+        self.rules.iter().find(|r| !r.passed())
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let deciding = self.deciding_rule().map(|r| r.rule);
+        for outcome in &self.rules {
+            let mark = match (&outcome.fails_with, Some(outcome.rule) == deciding) {
+                (None, _) => "pass".to_owned(),
+                (Some(deny), true) => format!("FAIL {} (decides)", deny_name(deny)),
+                (Some(deny), false) => {
+                    format!("fail {} (after the deciding rule)", deny_name(deny))
+                }
+            };
+            writeln!(
+                f,
+                "{}. {:<52} {mark}\n   {}",
+                outcome.rule.number(),
+                outcome.rule.statement(),
+                outcome.detail
+            )?;
+        }
+        match self.decision {
+            Decision::Allow => write!(f, "decision: allow"),
+            Decision::Deny(deny) => write!(f, "decision: deny {}", deny_name(&deny)),
+        }
+    }
+}
+
+/// Every rule's outcome for this request, in order, with the facts each looked at.
+///
+/// The decision is the same as [`authorize`]'s (a property test holds them together).
+pub fn explain(
+    catalog: &Catalog,
+    key: &ApiKey,
+    action: Action,
+    resource: &Resource,
+    now: Timestamp,
+) -> Explanation {
+    let scope_text = |scope: Scope| match scope {
+        Scope::Account => "account-wide".to_owned(),
+        Scope::Project(p) => format!("project {p}"),
+    };
+    let resource_text = match (resource.is_listing(), resource.project()) {
+        (true, _) => format!("a listing of account {}", resource.account_id()),
+        (false, Some(p)) => format!("project {p} of account {}", resource.account_id()),
+        (false, None) => format!("account {} itself", resource.account_id()),
+    };
+    let permission = catalog
+        .name(action.permission())
+        .unwrap_or("(not in the catalog)");
+
+    let live = match (key.revoked_at(), key.expires_at()) {
+        (Some(at), _) => RuleOutcome {
+            rule: Rule::Live,
+            fails_with: Some(Deny::Revoked),
+            detail: format!("revoked at {at}"),
+        },
+        (None, Some(expires_at)) if now >= expires_at => RuleOutcome {
+            rule: Rule::Live,
+            fails_with: Some(Deny::Expired),
+            detail: format!("expired at {expires_at}; now is {now}"),
+        },
+        (None, expires_at) => RuleOutcome {
+            rule: Rule::Live,
+            fails_with: None,
+            detail: match expires_at {
+                Some(e) => format!("not revoked; expires at {e}, after now ({now})"),
+                None => "not revoked; never expires".to_owned(),
+            },
+        },
+    };
+    let same_account = RuleOutcome {
+        rule: Rule::SameAccount,
+        fails_with: (key.account() != resource.account_id()).then_some(Deny::OtherAccount),
+        detail: format!(
+            "key of account {}, resource: {resource_text}",
+            key.account()
+        ),
+    };
+    let account_level = RuleOutcome {
+        rule: Rule::AccountLevel,
+        fails_with: (action.is_account_level() && key.scope() != Scope::Account)
+            .then_some(Deny::AccountLevelAction),
+        detail: format!(
+            "action is {}account-level; key is {}",
+            if action.is_account_level() {
+                ""
+            } else {
+                "not "
+            },
+            scope_text(key.scope())
+        ),
+    };
+    let in_scope = RuleOutcome {
+        rule: Rule::InScope,
+        fails_with: match key.scope() {
+            Scope::Project(own) if !resource.is_listing() && resource.project() != Some(own) => {
+                Some(Deny::OutOfScope)
+            }
+            Scope::Account | Scope::Project(_) => None,
+        },
+        detail: format!(
+            "key is {}, resource: {resource_text}",
+            scope_text(key.scope())
+        ),
+    };
+    let held: Vec<&str> = catalog.names(key.permissions()).collect();
+    let has_permission = RuleOutcome {
+        rule: Rule::HasPermission,
+        fails_with: (!key.permissions().iter().any(|p| p == action.permission()))
+            .then_some(Deny::MissingPermission(action.permission())),
+        detail: format!(
+            "action needs {permission}; key holds {}",
+            if held.is_empty() {
+                "nothing".to_owned()
+            } else {
+                held.join(", ")
+            }
+        ),
+    };
+    let rules = vec![live, same_account, account_level, in_scope, has_permission];
+    let decision = rules
+        .iter()
+        .find_map(|r| r.fails_with)
+        .map_or(Decision::Allow, Decision::Deny);
+    Explanation { rules, decision }
+}

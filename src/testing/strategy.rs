@@ -1,0 +1,347 @@
+//! proptest strategies for keygate's values: catalogs, permission sets, keys, requests, key specs
+//! and chains of them, and the operation sequences of the [escalation fuzzer](crate::testing::fuzz_escalation).
+//!
+//! Small id spaces (a few accounts and projects) and times close together make the interesting
+//! cases common: the same account, one's own project, `now == expires_at`.
+//!
+//! ```
+//! use keygate::testing::{reference, strategy};
+//! use keygate::{authorize, AccountId, Catalog, ProjectId, Timestamp};
+//! use proptest::prelude::*;
+//! use proptest::test_runner::TestRunner;
+//!
+//! let catalog = Catalog::read_write_delete();
+//! let accounts = vec![AccountId::from_u64(1), AccountId::from_u64(2)];
+//! let projects = vec![ProjectId::from_u64(1), ProjectId::from_u64(2)];
+//! let now = Timestamp::from_unix_seconds(1_000_000);
+//! let cases = (
+//!     strategy::keys(&catalog, &accounts, &projects, now),
+//!     strategy::requests(&catalog, &accounts, &projects),
+//!     strategy::instants(now),
+//! );
+//! TestRunner::default().run(&cases, |(key, (action, resource), at)| {
+//!     prop_assert_eq!(authorize(&key, action, &resource, at),
+//!         reference::authorize(&key, action, &resource, at));
+//!     Ok(())
+//! }).unwrap();
+//! ```
+
+use core::time::Duration;
+
+use proptest::prelude::*;
+use proptest::sample::{Index, select};
+
+use crate::authorize::Action;
+use crate::catalog::{Catalog, PermissionSet};
+use crate::issue::KeySpec;
+use crate::key::{ApiKey, KeyId};
+use crate::scope::{AccountId, ProjectId, Resource, Scope};
+use crate::timestamp::Timestamp;
+use crate::token::TokenHash;
+
+/// The actions fine-grained catalogs are built from.
+const ACTIONS: [&str; 5] = ["read", "write", "delete", "sync", "test"];
+
+/// How roles relate, so that rank and permissions sometimes agree and sometimes do not.
+#[derive(Debug, Clone, Copy)]
+enum RoleShape {
+    /// Unrelated permission sets.
+    Random,
+    /// Each role holds the ones below it (member < admin < owner).
+    Ascending,
+    /// Each role holds a subset of the ones below it: only the rank keeps them apart.
+    Descending,
+}
+
+/// Catalogs: a quarter the coarse `read`/`write`/`delete`, the rest fine-grained (`r0:read`,
+/// `r1:sync`, …, always with `api-keys:write` so keys can issue keys), each with zero to three
+/// ranked roles.
+pub fn catalogs() -> impl Strategy<Value = Catalog> {
+    (
+        prop::bool::weighted(0.25),
+        prop::collection::vec(1u8..32, 1..=5),
+        prop::collection::vec(any::<u64>(), 0..=3),
+        prop_oneof![
+            Just(RoleShape::Random),
+            Just(RoleShape::Ascending),
+            Just(RoleShape::Descending)
+        ],
+    )
+        .prop_filter_map("a valid catalog", |(coarse, resources, roles, shape)| {
+            build_catalog(coarse, &resources, &roles, shape)
+        })
+}
+
+fn build_catalog(
+    coarse: bool,
+    resources: &[u8],
+    roles: &[u64],
+    shape: RoleShape,
+) -> Option<Catalog> {
+    let names: Vec<String> = if coarse {
+        ACTIONS.iter().take(3).map(|a| (*a).to_owned()).collect()
+    } else {
+        let mut names = vec!["api-keys:write".to_owned()];
+        for (r, mask) in resources.iter().enumerate() {
+            for (a, action) in ACTIONS.iter().enumerate() {
+                if mask & (1 << a) != 0 {
+                    names.push(format!("r{r}:{action}"));
+                }
+            }
+        }
+        names
+    };
+    let mut catalog = Catalog::new(names.clone()).ok()?;
+    let mut previous: Option<u64> = None;
+    for (i, &mask) in roles.iter().enumerate() {
+        let mask = match (shape, previous) {
+            (RoleShape::Ascending, Some(p)) => mask | p,
+            (RoleShape::Descending, Some(p)) => mask & p,
+            _ => mask,
+        };
+        previous = Some(mask);
+        let picked = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << (i % 64)) != 0)
+            .map(|(_, n)| n);
+        catalog = catalog.with_role(&format!("role{i}"), picked).ok()?;
+    }
+    Some(catalog)
+}
+
+/// The permissions of `catalog` whose index bit is set in `mask` (cycling past 64).
+pub fn set_from_mask(catalog: &Catalog, mask: u64) -> PermissionSet {
+    catalog
+        .all()
+        .iter()
+        .filter(|p| mask & (1 << (p.index() % 64)) != 0)
+        .collect()
+}
+
+/// Subsets of `catalog`'s permissions: now and then empty or full, usually a random subset.
+pub fn permission_sets(catalog: &Catalog) -> impl Strategy<Value = PermissionSet> + use<> {
+    let all = catalog.all();
+    let catalog = catalog.clone();
+    prop_oneof![
+        1 => Just(PermissionSet::EMPTY),
+        1 => Just(all),
+        8 => any::<u64>().prop_map(move |mask| set_from_mask(&catalog, mask)),
+    ]
+}
+
+/// Account-wide, or one of `projects`.
+pub fn scopes(projects: &[ProjectId]) -> impl Strategy<Value = Scope> + use<> {
+    let projects = projects.to_vec();
+    prop_oneof![
+        1 => Just(Scope::Account),
+        2 => select(projects).prop_map(Scope::Project),
+    ]
+}
+
+/// Instants around `around`: often exactly it or a microsecond either side, otherwise within a
+/// day either way.
+pub fn instants(around: Timestamp) -> impl Strategy<Value = Timestamp> {
+    let micros = around.unix_micros();
+    prop_oneof![
+        (-2i64..=2).prop_map(move |d| Timestamp::from_unix_micros(micros.saturating_add(d))),
+        (-86_400i64..86_400)
+            .prop_map(move |s| Timestamp::from_unix_micros(micros.saturating_add(s * 1_000_000))),
+    ]
+}
+
+/// Keys of `accounts` with permissions of `catalog`, scopes over `projects`, and expiry and
+/// revocation around `around`.
+pub fn keys(
+    catalog: &Catalog,
+    accounts: &[AccountId],
+    projects: &[ProjectId],
+    around: Timestamp,
+) -> impl Strategy<Value = ApiKey> + use<> {
+    (
+        select(accounts.to_vec()),
+        scopes(projects),
+        permission_sets(catalog),
+        prop::option::of(instants(around)),
+        prop::bool::weighted(0.15),
+        any::<[u8; 16]>(),
+    )
+        .prop_map(|(account, scope, permissions, expires_at, revoked, id)| {
+            let mut key = ApiKey::new(
+                KeyId::from_bytes(id),
+                "generated",
+                account,
+                scope,
+                permissions,
+                TokenHash::of("generated"),
+                Timestamp::EPOCH,
+            );
+            if let Some(e) = expires_at {
+                key = key.with_expiry(e);
+            }
+            if revoked {
+                key.revoke(Timestamp::EPOCH);
+            }
+            key
+        })
+}
+
+/// The kinds of resource over `accounts` and `projects`: an account itself, a listing, a project.
+pub fn resources(
+    accounts: &[AccountId],
+    projects: &[ProjectId],
+) -> impl Strategy<Value = Resource> + use<> {
+    (select(accounts.to_vec()), 0u8..3, select(projects.to_vec())).prop_map(
+        |(account, kind, project)| match kind {
+            0 => Resource::account(account),
+            1 => Resource::listing(account),
+            _ => Resource::in_project(account, project),
+        },
+    )
+}
+
+/// Requests: an action on one of `catalog`'s permissions (sometimes account-level) and a resource.
+pub fn requests(
+    catalog: &Catalog,
+    accounts: &[AccountId],
+    projects: &[ProjectId],
+) -> impl Strategy<Value = (Action, Resource)> + use<> {
+    let permissions: Vec<_> = catalog.all().iter().collect();
+    (
+        select(permissions),
+        prop::bool::weighted(0.3),
+        resources(accounts, projects),
+    )
+        .prop_map(|(permission, account_level, resource)| {
+            let action = Action::new(permission);
+            let action = if account_level {
+                action.at_account_level()
+            } else {
+                action
+            };
+            (action, resource)
+        })
+}
+
+/// Key specs an issuer might send: names or patterns of `catalog` (sometimes one it lacks),
+/// sometimes a role, a scope over `projects`, an expiry relative to `now` (sometimes invalid), and
+/// now and then a blank name. Many are refused: that is the point.
+pub fn key_specs(
+    catalog: &Catalog,
+    projects: &[ProjectId],
+    now: Timestamp,
+) -> impl Strategy<Value = KeySpec> + use<> {
+    let mut patterns: Vec<String> = catalog.names(&catalog.all()).map(str::to_owned).collect();
+    patterns.push("*".to_owned());
+    patterns.push("not-in:catalog".to_owned());
+    let roles: Vec<String> = catalog
+        .roles()
+        .iter()
+        .map(|r| r.name().to_owned())
+        .collect();
+    let role = if roles.is_empty() {
+        Just(None).boxed()
+    } else {
+        prop::option::weighted(0.2, select(roles)).boxed()
+    };
+    (
+        prop::bool::weighted(0.03),
+        prop::option::weighted(0.8, prop::collection::vec(select(patterns), 0..4)),
+        role,
+        prop::option::weighted(0.4, scopes(projects)),
+        prop::option::weighted(0.4, -100i64..20_000),
+    )
+        .prop_map(move |(blank, permissions, role, scope, expiry)| {
+            let mut spec = KeySpec::named(if blank { " " } else { "generated" });
+            if let Some(p) = permissions {
+                spec = spec.permissions(p);
+            }
+            if let Some(r) = role {
+                spec = spec.role(r);
+            }
+            if let Some(s) = scope {
+                spec = spec.scope(s);
+            }
+            match expiry {
+                Some(offset) if offset >= 0 => {
+                    spec.expires_at(now + Duration::from_secs(offset.unsigned_abs()))
+                }
+                Some(offset) => spec.expires_at(now - Duration::from_secs(offset.unsigned_abs())),
+                None => spec,
+            }
+        })
+}
+
+/// Chains of up to `max_len` key specs: the first issued by a user, each next by the key before
+/// it (see `tests/escalation.rs` in keygate for the property this feeds).
+pub fn issue_chains(
+    catalog: &Catalog,
+    projects: &[ProjectId],
+    now: Timestamp,
+    max_len: usize,
+) -> impl Strategy<Value = Vec<KeySpec>> + use<> {
+    prop::collection::vec(key_specs(catalog, projects, now), 1..=max_len.max(1))
+}
+
+/// One operation of the escalation fuzzer. Callers, targets and probes are picked by [`Index`]
+/// among what exists when the step runs, so every sequence is meaningful whatever came before.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A credential creates a key.
+    Create {
+        /// Which credential asks.
+        caller: Index,
+        /// `None`: the default (the caller's full set); else a mask over the catalog.
+        permissions: Option<u64>,
+        /// `None`: the default (the caller's scope); `Some(None)`: account-wide;
+        /// `Some(Some(i))`: the `i`-th project (modulo).
+        scope: Option<Option<Index>>,
+        /// A time to live in seconds.
+        ttl_seconds: Option<u64>,
+    },
+    /// A credential regenerates a key's secret.
+    Rotate {
+        /// Which credential asks.
+        caller: Index,
+        /// Which key.
+        target: Index,
+    },
+    /// A credential revokes a key.
+    Revoke {
+        /// Which credential asks.
+        caller: Index,
+        /// Which key.
+        target: Index,
+    },
+    /// A credential tries one request.
+    Probe {
+        /// Which credential.
+        who: Index,
+        /// Which request of the fuzzer's list.
+        probe: Index,
+    },
+}
+
+/// Sequences of 1 to `max_len` [`Step`]s: mostly creations and management operations.
+pub fn steps(max_len: usize) -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        4 => (
+            any::<Index>(),
+            prop::option::weighted(0.8, any::<u64>()),
+            prop::option::weighted(0.4, prop::option::weighted(0.7, any::<Index>())),
+            prop::option::weighted(0.2, 60u64..86_400),
+        )
+            .prop_map(|(caller, permissions, scope, ttl_seconds)| Step::Create {
+                caller,
+                permissions,
+                scope,
+                ttl_seconds,
+            }),
+        3 => (any::<Index>(), any::<Index>())
+            .prop_map(|(caller, target)| Step::Rotate { caller, target }),
+        2 => (any::<Index>(), any::<Index>())
+            .prop_map(|(caller, target)| Step::Revoke { caller, target }),
+        2 => (any::<Index>(), any::<Index>()).prop_map(|(who, probe)| Step::Probe { who, probe }),
+    ];
+    prop::collection::vec(step, 1..=max_len.max(1))
+}
