@@ -5,25 +5,33 @@
 //!   wait in the kernel's listen backlog and a warning is logged (at most every 10 s).
 //! - hyper closes a connection whose request head is not complete within
 //!   `header_read_timeout` of starting to wait for it (a slowloris), also between requests.
-//! - A connection with no bytes either way for `idle_timeout` is closed.
+//! - A connection serving no request and moving no byte for `idle_timeout` is asked to close
+//!   (hyper then finishes any response it is writing); one still stuck one more `idle_timeout`
+//!   later (a client that stopped reading) is dropped.
 //! - On shutdown the listener closes at once, every connection finishes the request it is
 //!   serving and closes, and [`serve`] returns when all have, or after `shutdown_grace`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::response::Response;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
 
 use crate::config::HttpConfig;
 use crate::reply::MAX_BUF;
@@ -135,10 +143,15 @@ async fn connection(
         .header_read_timeout(http.header_read_timeout)
         .max_buf_size(MAX_BUF)
         .keep_alive(true);
-    let mut conn = pin!(builder.serve_connection(io, TowerToHyperService::new(app)));
+    let service = Counted {
+        inner: app,
+        activity: Arc::clone(&activity),
+    };
+    let mut conn = pin!(builder.serve_connection(io, TowerToHyperService::new(service)));
     let mut closing = false;
-    // Ends with the connection: each turn is one event (it ended, it idled, shutdown began),
-    // and the last two set `closing`, after which only the end is awaited.
+    // Ends with the connection: each turn is one event (it ended, an idle deadline passed,
+    // shutdown began). After `closing` is set, an idle deadline ends the loop, so the number of
+    // turns without a byte moved is bounded.
     loop {
         let idle_at = activity.last() + http.idle_timeout;
         tokio::select! {
@@ -148,8 +161,12 @@ async fn connection(
                 }
                 break;
             }
-            () = tokio::time::sleep_until(idle_at.into()), if !closing => {
-                if activity.last() + http.idle_timeout <= Instant::now() {
+            () = tokio::time::sleep_until(idle_at.into()) => {
+                if activity.is_idle(http.idle_timeout) {
+                    if closing {
+                        tracing::debug!("dropping a connection stuck after its close");
+                        break;
+                    }
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -162,12 +179,59 @@ async fn connection(
     }
 }
 
-/// When a connection last moved a byte.
+/// The router, counting the requests it is handling in the connection's [`Activity`], so that
+/// a slow handler does not make its connection look idle.
+#[derive(Debug, Clone)]
+struct Counted {
+    inner: Router,
+    activity: Arc<Activity>,
+}
+
+impl tower::Service<Request<Incoming>> for Counted {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready (each call clones it below).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let busy = Busy::new(Arc::clone(&self.activity));
+        let router = self.inner.clone();
+        Box::pin(async move {
+            let response = router.oneshot(request.map(Body::new)).await;
+            drop(busy);
+            response
+        })
+    }
+}
+
+/// One request being handled; dropped (also when its future is) when it is done.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Self(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// When a connection last moved a byte or finished a request, and how many it is handling.
 #[derive(Debug)]
 struct Activity {
     start: Instant,
     /// Milliseconds from `start`.
     last_ms: AtomicU64,
+    busy: AtomicUsize,
 }
 
 impl Activity {
@@ -175,7 +239,13 @@ impl Activity {
         Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
         }
+    }
+
+    /// Serving nothing, and nothing moved for `timeout`.
+    fn is_idle(&self, timeout: Duration) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && self.last() + timeout <= Instant::now()
     }
 
     fn touch(&self) {

@@ -232,3 +232,53 @@ fn sigint_and_sigterm_drain_in_flight_requests() {
     drains_on("-INT");
     drains_on("-TERM");
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped() {
+    let s = start_with(http(Duration::from_secs(2), Duration::from_secs(1)));
+    let project = s.project("P");
+    let body = json!({"project_id": project, "title": "t", "transcription": "😀".repeat(100_000)});
+    let reply = s.root("POST", "/recordings", Some(body));
+    let id = reply.body["data"]["id"].as_u64().unwrap();
+    // Thirty pipelined ~400 KB answers: far more than the sockets' buffers hold unread.
+    let one = format!(
+        "GET /api/v1/public/recordings/{id}/transcription HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        s.root_key
+    );
+    let mut stream = s.connect();
+    stream.write_all(one.repeat(30).as_bytes()).unwrap();
+    // Not reading: the server's writes stall, it idles, is asked to close, and is dropped.
+    std::thread::sleep(Duration::from_secs(4));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    // Whole responses, then a cut one: the connection was dropped mid-write, not closed after
+    // finishing a response (which a graceful close alone would have done once we read).
+    let mut rest = &bytes[..];
+    let mut whole = 0;
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: ").map(str::to_owned))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if rest.len() < end + 4 + length {
+            break;
+        }
+        rest = &rest[end + 4 + length..];
+        whole += 1;
+    }
+    assert!(whole < 30, "{whole} whole responses");
+    assert!(!rest.is_empty(), "the last response was cut off");
+}
