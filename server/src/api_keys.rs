@@ -18,6 +18,10 @@ use crate::reply::{
 };
 use crate::state::{App, AppState, StoreError, now};
 
+/// 9999-12-31T23:59:59Z: the latest expiry RFC 3339 can write. (A later one would be stored
+/// and then fail every response that shows the key.)
+const LATEST_EXPIRY: Timestamp = Timestamp::from_unix_seconds(253_402_300_799);
+
 /// A key as the API shows it: never its hash, and the secret only right after minting.
 #[derive(Debug, Serialize)]
 struct KeyView<'a> {
@@ -100,7 +104,11 @@ pub(crate) async fn create_key(
         }
     }
     if let Some(ttl) = body.ttl_seconds {
-        spec = spec.ttl(Duration::from_secs(ttl));
+        let ttl = Duration::from_secs(ttl);
+        if now.saturating_add(ttl) > LATEST_EXPIRY {
+            errors.push("Time to live must end before the year 10000".to_owned());
+        }
+        spec = spec.ttl(ttl);
     }
     if let Some(limit) = body.rate_limit {
         match serde_json::from_value::<RateLimit>(limit) {

@@ -11,7 +11,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -52,16 +51,27 @@ struct PageEnvelope<T> {
     next_cursor: Option<String>,
 }
 
+/// Serializes first, so that a value that cannot be written (a timestamp past year 9999, say)
+/// is an error the caller sees (and a JSON 500), never a success status over a text body.
+fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+    let body = serde_json::to_vec(value).map_err(|error| {
+        tracing::error!(%error, "a response could not be serialized");
+        internal()
+    })?;
+    let content_type = [(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    Ok((status, content_type, body).into_response())
+}
+
 pub(crate) fn created(data: impl Serialize) -> Reply {
-    Ok((StatusCode::CREATED, Json(Envelope { data })).into_response())
+    json(StatusCode::CREATED, &Envelope { data })
 }
 
 pub(crate) fn ok(data: impl Serialize) -> Reply {
-    Ok(Json(Envelope { data }).into_response())
+    json(StatusCode::OK, &Envelope { data })
 }
 
 pub(crate) fn page<T: Serialize>(data: Vec<T>, next_cursor: Option<String>) -> Reply {
-    Ok(Json(PageEnvelope { data, next_cursor }).into_response())
+    json(StatusCode::OK, &PageEnvelope { data, next_cursor })
 }
 
 pub(crate) fn no_content() -> Reply {

@@ -446,3 +446,30 @@ fn a_keys_project_must_be_an_existing_project_of_the_account() {
     );
     assert_eq!(errors_of(&reply), [missing]);
 }
+
+#[test]
+fn an_expiry_past_year_9999_is_refused_and_lists_keep_working() {
+    let s = start();
+    for ttl in [u64::MAX, 9_223_372_036_854, 253_402_300_799] {
+        let reply = s.root(
+            "POST",
+            "/api_keys",
+            Some(json!({"name": "forever", "ttl_seconds": ttl})),
+        );
+        assert_eq!(
+            errors_of(&reply),
+            ["Time to live must end before the year 10000"],
+            "{ttl}"
+        );
+    }
+    let reply = s.root(
+        "POST",
+        "/api_keys",
+        Some(json!({"name": "late", "expires_at": "9999-12-31T23:59:59Z"})),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["data"]["expires_at"], "9999-12-31T23:59:59Z");
+    let reply = s.root("GET", "/api_keys", None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"].as_array().unwrap().len(), 2);
+}
