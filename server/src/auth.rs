@@ -1,9 +1,16 @@
-//! The auth layer: every routed request is authenticated (401 with `WWW-Authenticate: Bearer`),
-//! counted against its key's rate limit (429), then handled; handlers decide with
-//! [`App::check`] (403/404). Usage is recorded per matched route and method.
+//! The auth layer, in two middlewares:
 //!
-//! The request's log span (see [`crate::telemetry`]) gets the key id and the decision reason;
-//! never the token.
+//! - [`authenticate`] wraps every route, supported method or not: 401 (with
+//!   `WWW-Authenticate: Bearer`, added by the JSON error layer) for a missing or bad key, else
+//!   the key goes into the request's extensions, where keygate's [`Authenticated`] extractor
+//!   finds it.
+//! - [`meter`] wraps each supported method's handler only (a `MethodRouter::route_layer`, which
+//!   leaves out the 405 fallback): the key's rate limit (429), then its usage under the route
+//!   and method. So an unsupported or made-up method is neither limited nor counted, and the
+//!   usage map holds only real endpoints.
+//!
+//! Handlers decide with [`App::check`] (403/404). The request's log span (see
+//! [`crate::telemetry`]) gets the key id and the decision reason; never the token.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -13,28 +20,24 @@ use keygate::{AccountId, Action, ApiKey, Decision, ProjectId, Resource, Scope, a
 use tracing::Span;
 use tracing::field::display;
 
-use crate::reply::Unrouted;
 use crate::state::{App, AppState, now};
 
 /// The prefix every route is nested under.
 pub(crate) const API_PREFIX: &str = "/api/v1/public";
 
-/// Runs before every route: 401 for a missing or bad key, 429 over the key's rate limit; then
-/// hands the key to the handler (keygate's [`Authenticated`] extractor finds it in the request's
-/// extensions) and records the request in the key's usage.
+/// Runs before every route: 401 for a missing or bad key, else hands the key on.
 pub(crate) async fn authenticate(
     State(app): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let now = now();
     let span = Span::current();
     let key = match bearer_token(request.headers()) {
         None => {
             span.record("decision", "no bearer token");
             return ApiError::unauthorized().into_response();
         }
-        Some(token) => match app.authenticate(token, now) {
+        Some(token) => match app.authenticate(token, now()) {
             Ok(key) => key,
             Err(deny) => {
                 span.record("decision", display(deny));
@@ -42,33 +45,37 @@ pub(crate) async fn authenticate(
             }
         },
     };
+    span.record("key_id", display(key.id()));
+    request.extensions_mut().insert(Authenticated(key));
+    next.run(request).await
+}
+
+/// Runs before each supported method's handler: 429 over the key's rate limit, then records
+/// the request in the key's usage under its route template (`GET /projects/{id}`).
+pub(crate) async fn meter(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(Authenticated(key)) = request.extensions().get::<Authenticated>().cloned() else {
+        // `authenticate` runs first on every route; without it, refuse rather than serve.
+        return ApiError::unauthorized().into_response();
+    };
+    let now = now();
     let id = key.id();
-    span.record("key_id", display(id));
-    // The route's template (`/projects/{id}`), never the raw path, so the map stays small.
-    let endpoint = request.extensions().get::<MatchedPath>().map(|path| {
-        let route = path.as_str();
-        let route = route.strip_prefix(API_PREFIX).unwrap_or(route);
-        format!("{} {route}", request.method())
-    });
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("?", MatchedPath::as_str);
+    let route = route.strip_prefix(API_PREFIX).unwrap_or(route);
+    let endpoint = format!("{} {route}", request.method());
     let limited = key
         .rate_limit()
-        .copied()
-        .and_then(|limit| app.rate_limit(id, &limit, now).err());
+        .and_then(|limit| app.rate_limit(id, limit, now).err());
     let response = match limited {
         Some(retry) => {
-            span.record("decision", "rate limited");
+            Span::current().record("decision", "rate limited");
             ApiError::from(retry).into_response()
         }
-        None => {
-            request.extensions_mut().insert(Authenticated(key));
-            next.run(request).await
-        }
+        None => next.run(request).await,
     };
-    // An unsupported method on a real path is no endpoint: counting it would let a client grow
-    // the map with made-up methods.
-    if let Some(endpoint) = endpoint.filter(|_| response.extensions().get::<Unrouted>().is_none()) {
-        app.record_usage(id, &endpoint, response.status().as_u16(), now);
-    }
+    app.record_usage(id, &endpoint, response.status().as_u16(), now);
     response
 }
 

@@ -15,8 +15,9 @@
 //! | `serve` | [`serve`]: the accept loop, timeouts, connection cap, graceful shutdown |
 //!
 //! A request goes through, outermost first: the request log, the JSON error shaping, the
-//! request timeout (408), the URI and header size checks (414/431), routing (404/405), then for
-//! a route the authentication middleware (401, then the key's rate limit: 429), and the handler,
+//! request timeout (408), the URI and header size checks (414/431), routing (404), then for a
+//! route the authentication (401), for a supported method (else 405) the key's rate limit (429)
+//! and usage, and the handler,
 //! which decides with `keygate::authorize` for the resource it touches (403/404), validates the
 //! body (415/413/422) and acts.
 
@@ -36,7 +37,7 @@ mod telemetry;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 pub use config::{
     Command, Config, DEFAULT_ADDR, HttpConfig, Limits, LogFormat, MAX_DEMO_ACCOUNTS,
@@ -53,42 +54,53 @@ pub use telemetry::{REQUEST_ID_HEADER, init_logging};
 /// The whole API under `/api/v1/public`, with every layer (see the crate docs).
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.config.http.request_timeout;
+    // Rate limit and usage wrap each supported method's handler, not the 405 fallback.
+    let metered = |methods: MethodRouter<AppState>| {
+        methods.route_layer(middleware::from_fn_with_state(state.clone(), auth::meter))
+    };
     let api = Router::new()
         .route(
             "/projects",
-            post(projects::create_project).get(projects::list_projects),
+            metered(post(projects::create_project).get(projects::list_projects)),
         )
         .route(
             "/projects/{id}",
-            get(projects::get_project)
-                .patch(projects::update_project)
-                .delete(projects::delete_project),
+            metered(
+                get(projects::get_project)
+                    .patch(projects::update_project)
+                    .delete(projects::delete_project),
+            ),
         )
         .route(
             "/recordings",
-            post(recordings::create_recording).get(recordings::list_recordings),
+            metered(post(recordings::create_recording).get(recordings::list_recordings)),
         )
         .route(
             "/recordings/{id}",
-            get(recordings::get_recording)
-                .patch(recordings::update_recording)
-                .delete(recordings::delete_recording),
+            metered(
+                get(recordings::get_recording)
+                    .patch(recordings::update_recording)
+                    .delete(recordings::delete_recording),
+            ),
         )
         .route(
             "/recordings/{id}/transcription",
-            get(recordings::get_transcription),
+            metered(get(recordings::get_transcription)),
         )
         .route(
             "/api_keys",
-            post(api_keys::create_key).get(api_keys::list_keys),
+            metered(post(api_keys::create_key).get(api_keys::list_keys)),
         )
-        .route("/api_keys/me", get(api_keys::me))
+        .route("/api_keys/me", metered(get(api_keys::me)))
         .route(
             "/api_keys/{id}",
-            get(api_keys::get_key).delete(api_keys::revoke_key),
+            metered(get(api_keys::get_key).delete(api_keys::revoke_key)),
         )
-        .route("/api_keys/{id}/regenerate", post(api_keys::regenerate_key))
-        .route("/api_keys/{id}/usage", get(api_keys::key_usage))
+        .route(
+            "/api_keys/{id}/regenerate",
+            metered(post(api_keys::regenerate_key)),
+        )
+        .route("/api_keys/{id}/usage", metered(get(api_keys::key_usage)))
         .method_not_allowed_fallback(reply::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

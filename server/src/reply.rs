@@ -173,17 +173,9 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
-/// Marks a response as not coming from a route's handler (an unsupported method), so that it
-/// is not counted in a key's usage by endpoint.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Unrouted;
-
 /// A route that exists without this method: 405 (axum adds the `Allow` header).
-pub(crate) async fn method_not_allowed() -> Response {
-    let mut response =
-        ApiError::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").into_response();
-    response.extensions_mut().insert(Unrouted);
-    response
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
 }
 
 /// 414 for a URI over [`MAX_URI_LEN`], 431 for headers over [`MAX_HEADER_BYTES`], before

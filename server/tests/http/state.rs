@@ -39,6 +39,28 @@ fn usage_counts_matched_routes_and_methods_only() {
     );
     assert_eq!(usage["total_requests"], 3);
     assert_eq!(usage["errors_by_status_class"], json!({"4xx": 1}));
+
+    // A rate-limited key: its 429s count under the route, and 405s neither spend its allowance
+    // nor count.
+    let limited = json!({"name": "limited", "rate_limit": {"requests": 1, "period_seconds": 60}});
+    let (id, key) = s.key(limited);
+    for _ in 0..3 {
+        assert_eq!(s.call("PUT", "/projects", Some(&key), None).status, 405);
+    }
+    assert_eq!(s.call("GET", "/projects", Some(&key), None).status, 200);
+    assert_eq!(s.call("GET", "/projects", Some(&key), None).status, 429);
+    let reply = s.raw(&format!(
+        "BREW /api/v1/public/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}"
+    ));
+    assert_eq!(reply.status, 405);
+    let reply = s.root("GET", &format!("/api_keys/{id}/usage"), None);
+    let usage = &reply.body["data"];
+    assert_eq!(
+        usage["requests_by_endpoint"],
+        json!({"GET /projects": 2}),
+        "{usage}"
+    );
+    assert_eq!(usage["errors_by_status_class"], json!({"4xx": 1}));
 }
 
 fn config(retention: Duration) -> app::Config {
