@@ -53,21 +53,22 @@ pub(crate) async fn authenticate(
 /// Runs before each supported method's handler: 429 over the key's rate limit, then records
 /// the request in the key's usage under its route template (`GET /projects/{id}`).
 pub(crate) async fn meter(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(Authenticated(key)) = request.extensions().get::<Authenticated>().cloned() else {
+    let Some((id, limit)) = request
+        .extensions()
+        .get::<Authenticated>()
+        .map(|Authenticated(key)| (key.id(), key.rate_limit().copied()))
+    else {
         // `authenticate` runs first on every route; without it, refuse rather than serve.
         return ApiError::unauthorized().into_response();
     };
     let now = now();
-    let id = key.id();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("?", MatchedPath::as_str);
     let route = route.strip_prefix(API_PREFIX).unwrap_or(route);
     let endpoint = format!("{} {route}", request.method());
-    let limited = key
-        .rate_limit()
-        .and_then(|limit| app.rate_limit(id, limit, now).err());
+    let limited = limit.and_then(|limit| app.rate_limit(id, &limit, now).err());
     let response = match limited {
         Some(retry) => {
             Span::current().record("decision", "rate limited");
