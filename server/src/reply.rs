@@ -19,7 +19,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
 use keygate::axum::ApiError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,8 +27,8 @@ use serde::de::DeserializeOwned;
 pub const MAX_URI_LEN: usize = 8 * 1024;
 /// The most header bytes (names and values) answered; more get 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// hyper's read buffer, so its own limit on a request head: past it hyper answers a bare 431.
-/// Above [`MAX_URI_LEN`] + [`MAX_HEADER_BYTES`], so heads between our limits and hyper's get
+/// hyper's read buffer, so roughly its own limit on a request head, past which it answers a bare
+/// 431. Above [`MAX_URI_LEN`] + [`MAX_HEADER_BYTES`], so heads between our limits and hyper's get
 /// our JSON answers.
 pub const MAX_BUF: usize = 64 * 1024;
 /// The largest request body accepted (axum's default, kept): larger ones get 413.
@@ -179,7 +178,7 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 }
 
 /// 414 for a URI over [`MAX_URI_LEN`], 431 for headers over [`MAX_HEADER_BYTES`], before
-/// anything else looks at the request.
+/// authentication or a handler looks at the request.
 pub(crate) async fn head_limits(request: Request, next: Next) -> Response {
     let uri_len = request
         .uri()
