@@ -10,10 +10,13 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use keygate::axum::{ApiError, bearer_token};
-use keygate::{Issuer, KeyId, ManageOp, Resource, Scope, manage};
+use keygate::axum::{ApiError, KeyLookup, bearer_token};
+use keygate::{Issuer, KeyId, ManageOp, Scope, manage};
 
-use crate::{AppState, created, key_view, now, router, with_secret};
+use crate::auth::{API_PREFIX, key_resource};
+use crate::reply::Reply;
+use crate::state::{AppState, now};
+use crate::{api_keys, router};
 
 /// [`router`](crate::router) with the planted regenerate handler in front of the real one.
 pub fn router_with_planted_escalation(state: AppState) -> Router {
@@ -28,7 +31,8 @@ async fn planted_regenerate(
 ) -> Response {
     let path = request.uri().path().to_owned();
     let id = path
-        .strip_prefix("/api/v1/public/api_keys/")
+        .strip_prefix(API_PREFIX)
+        .and_then(|rest| rest.strip_prefix("/api_keys/"))
         .and_then(|rest| rest.strip_suffix("/regenerate"));
     match id {
         Some(id) if request.method() == Method::POST => {
@@ -39,41 +43,20 @@ async fn planted_regenerate(
     }
 }
 
-fn regenerate_unchecked(
-    state: &AppState,
-    token: Option<&str>,
-    id: &str,
-) -> Result<Response, ApiError> {
-    let app = &state.0;
+fn regenerate_unchecked(state: &AppState, token: Option<&str>, id: &str) -> Reply {
     let now = now();
     let caller = token
-        .and_then(|t| app.keys.read().ok()?.authenticate(t, now).ok().cloned())
+        .and_then(|t| state.authenticate(t, now).ok())
         .ok_or_else(ApiError::unauthorized)?;
     let id: KeyId = id.parse().map_err(|_| ApiError::not_found())?;
-    let target = app
-        .keys
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(id)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
+    let target = state.key(id).ok_or_else(ApiError::not_found)?;
     // The planted bug: `write` where the target lives is all it asks of the caller. The permit
     // comes from the account's owner instead of the caller, so whose key it is, and whether the
     // caller holds everything the target holds, is never checked.
-    let target_resource = match target.scope() {
-        Scope::Account => Resource::account(app.account),
-        Scope::Project(p) => Resource::in_project(app.account, p),
-    };
-    app.check(&caller, app.write, target_resource)?;
-    let owner = Issuer::user(app.account, Scope::Account, app.catalog.all());
-    let permit = manage(&app.catalog, &owner, &target, ManageOp::Rotate, now)
+    state.check(&caller, state.write, key_resource(&target))?;
+    let owner = Issuer::user(target.account(), Scope::Account, state.catalog.all());
+    let permit = manage(&state.catalog, &owner, &target, ManageOp::Rotate, now)
         .map_err(|_| ApiError::not_found())?;
-    // The write lock only now: `check` takes the read lock.
-    let mut keys = app.keys.write().unwrap_or_else(|e| e.into_inner());
-    let token = keys
-        .rotate(&permit, now, None, &mut rand::rng())
-        .map_err(|_| ApiError::not_found())?;
-    let key = keys.get(id).cloned().ok_or_else(ApiError::not_found)?;
-    drop(keys);
-    created(with_secret(key_view(app, &key), &token))
+    let (rotated, token) = state.rotate_key(&permit, now)?;
+    api_keys::regenerated(state, &rotated, &token)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use keygate::testing::{Ceiling, CreateKey, KeyApi, NewKey, Observed, Probe, Reply, RootKey};
 use keygate::{AccountId, Catalog, ProjectId, Scope, Timestamp};
-use keygate_server::{App, AppState};
+use keygate_server::{App, AppState, Config};
 use serde_json::{Value, json};
 
 /// The reference server's only account, and the projects each fresh server gets.
@@ -62,7 +62,11 @@ impl Launcher {
         if let Some(previous) = self.running.take() {
             previous.abort();
         }
-        let (state, token) = App::bootstrap().map_err(fail)?;
+        let (state, tokens) = App::bootstrap(Config::default()).map_err(fail)?;
+        let token = tokens
+            .first()
+            .map(|t| t.expose_secret().to_owned())
+            .ok_or_else(|| fail("no bootstrap key"))?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
         listener.set_nonblocking(true).map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;

@@ -1,9 +1,10 @@
-//! The reference server (examples/server) driven over a real loopback socket by a real HTTP
-//! client: every status and body of seeds 000 and 001, key regeneration, revocation, expiry,
-//! rate limiting and project scoping.
+//! The reference server driven over a real loopback socket by a real HTTP client, through the
+//! same accept loop `cargo run --example server` runs. This file: every status and body of
+//! seeds 000 and 001, key regeneration, revocation, expiry, rate limiting and project scoping.
+//! The other modules: one per part of running it as a service.
 //!
-//! These are end-to-end tests: the expiry test sleeps past a 2-second TTL, the only sleep in the
-//! suite.
+//! These are end-to-end tests: where time is the subject (expiry, timeouts, purges) they sleep
+//! or poll with a deadline, the only sleeps in the suite.
 #![expect(
     clippy::unwrap_used,
     reason = "a broken test fixture should stop the test loudly"
@@ -12,123 +13,20 @@
     clippy::indexing_slicing,
     reason = "JSON indexing in assertions yields Null, never panics"
 )]
+#![expect(clippy::panic, reason = "a test fails by panicking")]
 
-use keygate_server as app;
+mod accounts;
+mod connections;
+mod errors;
+mod logs;
+mod pagination;
+mod state;
+mod support;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-struct Server {
-    base: String,
-    root_key: String,
-    agent: ureq::Agent,
-}
-
-struct Reply {
-    status: u16,
-    body: Value,
-    retry_after: Option<String>,
-}
-
-/// Starts the server on an ephemeral loopback port in a background runtime.
-fn start() -> Server {
-    let (state, root_key) = app::App::bootstrap().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app::router(state)).await.unwrap();
-        });
-    });
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    Server {
-        base: format!("http://{addr}/api/v1/public"),
-        root_key,
-        agent,
-    }
-}
-
-impl Server {
-    fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        if let Some(key) = key {
-            request = request.header("Authorization", format!("Bearer {key}"));
-        }
-        let bytes = match body {
-            Some(body) => {
-                request = request.header("Content-Type", "application/json");
-                serde_json::to_vec(&body).unwrap()
-            }
-            None => Vec::new(),
-        };
-        let mut response = self.agent.run(request.body(bytes).unwrap()).unwrap();
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let text = response.body_mut().read_to_string().unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        Reply {
-            status,
-            body,
-            retry_after,
-        }
-    }
-
-    fn root(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        self.call(method, path, Some(&self.root_key.clone()), body)
-    }
-
-    fn project(&self, name: &str) -> u64 {
-        let reply = self.root(
-            "POST",
-            "/projects",
-            Some(json!({"name": name, "language": "en"})),
-        );
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        reply.body["data"]["id"].as_u64().unwrap()
-    }
-
-    /// Mints a key with the root key; returns (id, secret).
-    fn key(&self, body: Value) -> (String, String) {
-        let reply = self.root("POST", "/api_keys", Some(body));
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        let data = &reply.body["data"];
-        (
-            data["id"].as_str().unwrap().to_owned(),
-            data["key"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    fn recording(&self, project: u64) -> u64 {
-        let body = json!({"project_id": project, "title": "Call", "transcription": "hello"});
-        let reply = self.root("POST", "/recordings", Some(body));
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        reply.body["data"]["id"].as_u64().unwrap()
-    }
-}
-
-fn error(message: &str) -> Value {
-    json!({ "error": message })
-}
+use support::{error, start};
 
 #[test]
 fn seed_000_create_project_returns_the_full_project_detail() {
@@ -529,7 +427,10 @@ fn rate_limit_is_429_with_retry_after() {
     assert_eq!(reply.body["error"], "Rate limit exceeded");
     let retry = reply.body["retry_after"].as_u64().unwrap();
     assert!((29..=30).contains(&retry), "one request per 30 s: {retry}");
-    assert_eq!(reply.retry_after, Some(retry.to_string()));
+    assert_eq!(
+        reply.header("retry-after"),
+        Some(retry.to_string().as_str())
+    );
     // Other keys are unaffected.
     assert_eq!(s.root("GET", "/projects", None).status, 200);
 }

@@ -1,0 +1,322 @@
+//! What an operator can set: accounts, tier limits, key retention, connection limits and
+//! timeouts, logging. [`Config::default`] is what `cargo run --example server` runs with;
+//! [`Command::parse`] reads the command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use keygate::Tier;
+
+/// The longest header-read timeout accepted: slow clients must not hold sockets for longer.
+pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most demo accounts `--demo-accounts` creates (each prints a key at start-up).
+pub const MAX_DEMO_ACCOUNTS: u32 = 1_000;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Accounts created at start-up, numbered from 1, each with its own bootstrap key.
+    pub demo_accounts: u32,
+    /// Per-account limits on stored state.
+    pub limits: Limits,
+    /// How long revoked and expired keys are kept (listed, with their usage) before they are
+    /// removed.
+    pub key_retention: Duration,
+    /// How often the purge of revoked and expired keys runs.
+    pub purge_interval: Duration,
+    /// Connections, timeouts and sizes.
+    pub http: HttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            demo_accounts: 1,
+            limits: Limits::default(),
+            key_retention: Duration::from_secs(30 * 24 * 3600),
+            purge_interval: Duration::from_secs(60),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// Per-account caps. The tier's caps (seed 002: projects per account, keys per project) apply
+/// first; the `max_*` caps bound what any account may store, whatever its tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The seed 002 tier every account is on.
+    pub tier: Tier,
+    /// Projects per account.
+    pub max_projects: u32,
+    /// Keys stored per account, counting revoked and expired keys until they are purged: this
+    /// bounds memory, where the tier's per-project cap counts active keys only.
+    pub max_keys: u32,
+    /// Recordings per account.
+    pub max_recordings: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            tier: Tier::CloudPremium,
+            max_projects: 1_000,
+            max_keys: 10_000,
+            max_recordings: 10_000,
+        }
+    }
+}
+
+/// Connection handling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// A client must send a request's whole head within this time of starting to wait for it, or
+    /// its connection is closed. At most [`MAX_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes in either direction for this long is closed. hyper's
+    /// header-read timer also runs while a kept-alive connection waits for its next request, so
+    /// this is at most `header_read_timeout`.
+    pub idle_timeout: Duration,
+    /// A request (reading its body, handling it) taking longer is answered 408.
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight requests get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: MAX_HEADER_READ_TIMEOUT,
+            idle_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1_024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Every problem with the configuration, one message each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=MAX_DEMO_ACCOUNTS).contains(&self.demo_accounts) {
+            problems.push(format!(
+                "demo accounts must be between 1 and {MAX_DEMO_ACCOUNTS}"
+            ));
+        }
+        let http = &self.http;
+        if http.header_read_timeout.is_zero() || http.header_read_timeout > MAX_HEADER_READ_TIMEOUT
+        {
+            problems.push("header read timeout must be more than 0 and at most 10 s".to_owned());
+        }
+        if http.idle_timeout.is_zero() || http.idle_timeout > http.header_read_timeout {
+            problems.push(
+                "idle timeout must be more than 0 and at most the header read timeout".to_owned(),
+            );
+        }
+        if http.request_timeout.is_zero() {
+            problems.push("request timeout must be more than 0".to_owned());
+        }
+        if http.max_connections == 0 || u32::try_from(http.max_connections).is_err() {
+            problems.push("max connections must be between 1 and 4294967295".to_owned());
+        }
+        if self.purge_interval.is_zero() {
+            problems.push("purge interval must be more than 0".to_owned());
+        }
+        problems
+    }
+}
+
+/// How the logs are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Print the help text.
+    Help,
+    /// Serve.
+    Serve {
+        /// Where to listen.
+        addr: SocketAddr,
+        /// The log format.
+        log_format: LogFormat,
+        /// Everything else.
+        config: Box<Config>,
+    },
+}
+
+/// The address used when neither `--addr` nor `KEYGATE_ADDR` says another.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+impl Command {
+    /// Parses the arguments (without the program name); `env_addr` is `KEYGATE_ADDR`, if set.
+    pub fn parse<I>(args: I, env_addr: Option<String>) -> Result<Command, String>
+    where
+        I: IntoIterator<Item = String>,
+    {
+        let mut addr = env_addr;
+        let mut log_format = LogFormat::Text;
+        let mut config = Config::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(Command::Help);
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value)),
+                _ => (arg.clone(), None),
+            };
+            let value = match inline {
+                Some(value) => value.to_owned(),
+                None if flag.starts_with("--") => args
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value; try --help"))?,
+                None => return Err(format!("unknown argument {arg:?}; try --help")),
+            };
+            apply(&mut config, &mut addr, &mut log_format, &flag, &value)?;
+        }
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let text = addr.unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+        let addr = text.parse().map_err(|_| {
+            format!("invalid address {text:?}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        })?;
+        Ok(Command::Serve {
+            addr,
+            log_format,
+            config: Box::new(config),
+        })
+    }
+}
+
+fn apply(
+    config: &mut Config,
+    addr: &mut Option<String>,
+    log_format: &mut LogFormat,
+    flag: &str,
+    value: &str,
+) -> Result<(), String> {
+    let number = || {
+        value
+            .parse::<u64>()
+            .map_err(|_| format!("{flag} needs a whole number, got {value:?}"))
+    };
+    let small = || u32::try_from(number()?).map_err(|_| format!("{flag} is too large"));
+    let seconds = || number().map(Duration::from_secs);
+    match flag {
+        "--addr" => *addr = Some(value.to_owned()),
+        "--demo-accounts" => config.demo_accounts = small()?,
+        "--tier" => {
+            config.limits.tier = match value {
+                "free_starter" => Tier::FreeStarter,
+                "cloud_starter" => Tier::CloudStarter,
+                "cloud_premium" => Tier::CloudPremium,
+                _ => {
+                    return Err(format!(
+                        "--tier is one of free_starter, cloud_starter, cloud_premium; got {value:?}"
+                    ));
+                }
+            }
+        }
+        "--max-projects" => config.limits.max_projects = small()?,
+        "--max-keys" => config.limits.max_keys = small()?,
+        "--max-recordings" => config.limits.max_recordings = small()?,
+        "--key-retention" => config.key_retention = seconds()?,
+        "--purge-interval" => config.purge_interval = seconds()?,
+        "--header-timeout" => config.http.header_read_timeout = seconds()?,
+        "--idle-timeout" => config.http.idle_timeout = seconds()?,
+        "--request-timeout" => config.http.request_timeout = seconds()?,
+        "--max-connections" => {
+            config.http.max_connections =
+                usize::try_from(number()?).map_err(|_| format!("{flag} is too large"))?
+        }
+        "--shutdown-grace" => config.http.shutdown_grace = seconds()?,
+        "--log-format" => {
+            *log_format = match value {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(format!("--log-format is text or json; got {value:?}")),
+            }
+        }
+        _ => return Err(format!("unknown option {flag}; try --help")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        Command::parse(args.iter().map(|a| (*a).to_owned()), None)
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let Ok(Command::Serve {
+            addr,
+            log_format,
+            config,
+        }) = parse(&[])
+        else {
+            panic!("no arguments serve");
+        };
+        assert_eq!(addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(log_format, LogFormat::Text);
+        assert_eq!(*config, Config::default());
+        assert!(config.problems().is_empty());
+
+        let Ok(Command::Serve { config, addr, .. }) = parse(&[
+            "--demo-accounts",
+            "3",
+            "--tier=free_starter",
+            "--max-keys",
+            "7",
+            "--header-timeout",
+            "4",
+            "--idle-timeout=2",
+            "--addr",
+            "127.0.0.1:0",
+        ]) else {
+            panic!("options parse");
+        };
+        assert_eq!(addr.port(), 0);
+        assert_eq!(config.demo_accounts, 3);
+        assert_eq!(config.limits.tier, Tier::FreeStarter);
+        assert_eq!(config.limits.max_keys, 7);
+        assert_eq!(config.http.header_read_timeout, Duration::from_secs(4));
+        assert_eq!(config.http.idle_timeout, Duration::from_secs(2));
+        assert_eq!(parse(&["--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn refusals() {
+        for args in [
+            &["--header-timeout", "11"][..],
+            &["--idle-timeout", "20"],
+            &["--demo-accounts", "0"],
+            &["--demo-accounts", "1001"],
+            &["--max-connections", "0"],
+            &["--tier", "gold"],
+            &["--max-keys", "-1"],
+            &["--max-keys", "99999999999"],
+            &["--addr", "nowhere"],
+            &["--addr"],
+            &["--bogus", "1"],
+            &["stray"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+}
