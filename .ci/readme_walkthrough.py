@@ -8,6 +8,7 @@ fails on any difference, so the README cannot drift from what the server does.
 """
 
 import re
+import os
 import subprocess
 import sys
 import time
@@ -40,7 +41,9 @@ def matches(pattern: str, line: str) -> bool:
 def main() -> int:
     subprocess.run(["cargo", "build", "-q", "--example", "server"], cwd=ROOT, check=True)
     server = subprocess.Popen(
-        [str(ROOT / "target/debug/examples/server")], stdout=subprocess.PIPE, text=True
+        [str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug/examples/server")],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         banner = [server.stdout.readline().rstrip("\n") for _ in range(3)]
