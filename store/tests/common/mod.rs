@@ -110,6 +110,9 @@ pub fn persist_and_apply(
     staged.apply()
 }
 
+/// The routes the usage tests count requests for (anything else counts as "other").
+pub const ENDPOINTS: [&str; 4] = ["GET /a", "GET /b", "GET /recordings", "POST /recordings"];
+
 /// The store loaded into a fresh keyring of the default format.
 pub fn reload(store: &SqliteStore, catalog: &Catalog) -> Keyring {
     load_keyring(store, catalog, TokenFormat::default()).unwrap()
