@@ -18,7 +18,7 @@ pub fn load_keyring<S: KeyStore + ?Sized>(
     catalog: &Catalog,
     format: TokenFormat,
 ) -> Result<Keyring, StoreError> {
-    let mut keys = Vec::new();
+    let mut keys = Gathered::default();
     let mut states = Vec::new();
     store.load_keys(&mut |stored| {
         let id = stored.record.id;
@@ -37,6 +37,63 @@ pub fn load_keyring<S: KeyStore + ?Sized>(
         keyring.restore_state(*id, state);
     }
     Ok(keyring)
+}
+
+/// Keys gathered in chunks, so that a million of them are never moved by a growing vector,
+/// then handed over with their exact count, so that [`Keyring::from_keys`] reserves its tables
+/// once instead of growing them (its id map would rehash several times on the way to a million).
+#[derive(Default)]
+struct Gathered {
+    chunks: Vec<Vec<ApiKey>>,
+    len: usize,
+}
+
+impl Gathered {
+    const CHUNK: usize = 4_096;
+
+    fn push(&mut self, key: ApiKey) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < Self::CHUNK => chunk.push(key),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(key);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len = self.len.saturating_add(1);
+    }
+}
+
+impl IntoIterator for Gathered {
+    type Item = ApiKey;
+    type IntoIter = Counted<core::iter::Flatten<std::vec::IntoIter<Vec<ApiKey>>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Counted {
+            keys: self.chunks.into_iter().flatten(),
+            remaining: self.len,
+        }
+    }
+}
+
+/// An iterator that knows how many items it has left.
+struct Counted<I> {
+    keys: I,
+    remaining: usize,
+}
+
+impl<I: Iterator<Item = ApiKey>> Iterator for Counted<I> {
+    type Item = ApiKey;
+
+    fn next(&mut self) -> Option<ApiKey> {
+        let key = self.keys.next()?;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(key)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
 }
 
 /// Every rate-limited key's limiter state that has seen a request: what

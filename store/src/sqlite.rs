@@ -1,13 +1,13 @@
 //! The SQLite backend: one file in WAL mode, key changes durable before `commit` returns.
 
+mod scan;
 mod schema;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use keygate::{ApiKey, ApiKeyRecord, Catalog, KeyId, KeyState, RateLimitState, Usage};
-use rusqlite::types::ValueRef;
+use keygate::{ApiKey, ApiKeyRecord, Catalog, KeyId, RateLimitState, Usage};
 use rusqlite::{
     Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
 };
@@ -19,6 +19,9 @@ use crate::{Commit, Document, DocumentWrite, KeyStore, KeyWrite, StoreError, Sto
 /// How long a write waits for another connection's write (another replica's flush) to end
 /// before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The page cache per connection, in KiB.
+const CACHE_KIB: i64 = 64 * 1024;
 
 /// How hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,9 @@ impl SqliteStore {
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // 64 MiB of page cache instead of SQLite's 2 MiB: key ids and token hashes are random,
+        // so a bulk import touches index pages all over the file.
+        conn.pragma_update(None, "cache_size", CACHE_KIB.saturating_neg())?;
         conn.pragma_update(None, "synchronous", Sync::Full.pragma())?;
         schema::migrate(&mut conn)?;
         Ok(Self {
@@ -229,43 +235,8 @@ impl KeyStore for SqliteStore {
         visit: &mut dyn FnMut(StoredKey) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let inner = self.lock();
-        // One statement: one consistent snapshot of the database (WAL), however long the scan.
-        let mut statement = inner.conn.prepare(
-            "SELECT k.id, k.record, u.usage, r.tat FROM keys AS k
-             LEFT JOIN usage AS u ON u.key_id = k.id
-             LEFT JOIN rate_limits AS r ON r.key_id = k.id",
-        )?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let id = key_id(row.get_ref(0)?)?;
-            let record: ApiKeyRecord =
-                serde_json::from_str(text(row.get_ref(1)?, "record", id)?)
-                    .map_err(|error| StoreError::corrupt(format!("record of key {id}: {error}")))?;
-            if record.id != id {
-                return Err(StoreError::corrupt(format!(
-                    "record of key {id} holds the id {}",
-                    record.id
-                )));
-            }
-            let usage = match row.get_ref(2)? {
-                ValueRef::Null => Usage::default(),
-                usage => parse_usage(id, text(usage, "usage", id)?)?,
-            };
-            let rate_limit = match row.get_ref(3)? {
-                ValueRef::Null => RateLimitState::default(),
-                tat => rate_limit_state(
-                    id,
-                    tat.as_i64().map_err(|error| {
-                        StoreError::corrupt(format!("rate limiter of key {id}: {error}"))
-                    })?,
-                )?,
-            };
-            visit(StoredKey {
-                record,
-                state: KeyState { usage, rate_limit },
-            })?;
-        }
-        Ok(())
+        let mut statement = inner.conn.prepare(scan::LOAD_KEYS)?;
+        scan::scan(statement.query([])?, visit)
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
@@ -306,7 +277,7 @@ impl KeyStore for SqliteStore {
                     .optional()?;
                 let Some(stored) = stored else { continue };
                 let mut total = match stored {
-                    Some(text) => parse_usage(*id, &text)?,
+                    Some(text) => scan::parse_usage(*id, &text)?,
                     None => Usage::default(),
                 };
                 // Read, add, write inside the write transaction: no other replica's flush can
@@ -358,32 +329,4 @@ impl KeyStore for SqliteStore {
             .collect::<Result<_, _>>()?;
         Ok(documents)
     }
-}
-
-fn key_id(value: ValueRef<'_>) -> Result<KeyId, StoreError> {
-    let bytes = value
-        .as_blob()
-        .map_err(|error| StoreError::corrupt(format!("a key id: {error}")))?;
-    <[u8; 16]>::try_from(bytes)
-        .map(KeyId::from_bytes)
-        .map_err(|_| StoreError::corrupt(format!("a key id of {} bytes", bytes.len())))
-}
-
-/// A text column of key `id`'s row, `what` naming it.
-fn text<'v>(value: ValueRef<'v>, what: &str, id: KeyId) -> Result<&'v str, StoreError> {
-    value
-        .as_str()
-        .map_err(|error| StoreError::corrupt(format!("{what} of key {id}: {error}")))
-}
-
-fn parse_usage(id: KeyId, text: &str) -> Result<Usage, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|error| StoreError::corrupt(format!("usage of key {id}: {error}")))
-}
-
-/// The limiter state whose theoretical arrival time is `tat` microseconds. keygate builds one
-/// from a TAT only through serde, whose form takes integer microseconds for any instant.
-fn rate_limit_state(id: KeyId, tat: i64) -> Result<RateLimitState, StoreError> {
-    serde_json::from_value(serde_json::json!({ "tat": tat }))
-        .map_err(|error| StoreError::corrupt(format!("rate limiter of key {id}: {error}")))
 }
