@@ -234,9 +234,7 @@ impl KeyStore for SqliteStore {
         &self,
         visit: &mut dyn FnMut(StoredKey) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let inner = self.lock();
-        let mut statement = inner.conn.prepare(scan::LOAD_KEYS)?;
-        scan::scan(statement.query([])?, visit)
+        scan::load(&mut self.lock().conn, visit)
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
