@@ -25,7 +25,7 @@ const CACHE_KIB: i64 = 64 * 1024;
 
 /// How hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sync {
+enum Durability {
     /// The WAL is synced at every commit: a committed key change survives a power loss.
     Full,
     /// The WAL is synced at the next full commit or checkpoint: usage and rate-limit flushes,
@@ -33,7 +33,7 @@ enum Sync {
     Normal,
 }
 
-impl Sync {
+impl Durability {
     fn pragma(self) -> &'static str {
         match self {
             Self::Full => "FULL",
@@ -46,7 +46,7 @@ impl Sync {
 struct Inner {
     conn: Connection,
     /// The connection's current `synchronous` setting, so that it is set only when it changes.
-    sync: Sync,
+    sync: Durability,
 }
 
 /// A [`KeyStore`] in one SQLite database (a file, or `:memory:`).
@@ -87,12 +87,12 @@ impl SqliteStore {
         // 64 MiB of page cache instead of SQLite's 2 MiB: key ids and token hashes are random,
         // so a bulk import touches index pages all over the file.
         conn.pragma_update(None, "cache_size", CACHE_KIB.saturating_neg())?;
-        conn.pragma_update(None, "synchronous", Sync::Full.pragma())?;
+        conn.pragma_update(None, "synchronous", Durability::Full.pragma())?;
         schema::migrate(&mut conn)?;
         Ok(Self {
             inner: Mutex::new(Inner {
                 conn,
-                sync: Sync::Full,
+                sync: Durability::Full,
             }),
         })
     }
@@ -119,7 +119,7 @@ impl SqliteStore {
     where
         I: IntoIterator<Item = &'a ApiKey>,
     {
-        self.write(Sync::Full, |tx| {
+        self.write(Durability::Full, |tx| {
             let mut writer = KeyWriter::new(tx)?;
             let mut count = 0usize;
             for key in keys {
@@ -140,7 +140,7 @@ impl SqliteStore {
     /// fails half-way for want of it) with `sync`, and commits; on an error, rolls back.
     fn write<T>(
         &self,
-        sync: Sync,
+        sync: Durability,
         write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut inner = self.lock();
@@ -241,7 +241,7 @@ impl KeyStore for SqliteStore {
         if commit.is_empty() {
             return Ok(());
         }
-        self.write(Sync::Full, |tx| {
+        self.write(Durability::Full, |tx| {
             if !commit.key_writes().is_empty() {
                 let mut writer = KeyWriter::new(tx)?;
                 for write in commit.key_writes() {
@@ -259,7 +259,7 @@ impl KeyStore for SqliteStore {
         if deltas.is_empty() {
             return Ok(());
         }
-        self.write(Sync::Normal, |tx| {
+        self.write(Durability::Normal, |tx| {
             // No row: the key is gone. A row with NULL: the key has no usage yet.
             let mut read = tx.prepare(
                 "SELECT u.usage FROM keys AS k LEFT JOIN usage AS u ON u.key_id = k.id
@@ -294,7 +294,7 @@ impl KeyStore for SqliteStore {
         if states.iter().all(|(_, state)| state.tat().is_none()) {
             return Ok(());
         }
-        self.write(Sync::Normal, |tx| {
+        self.write(Durability::Normal, |tx| {
             // `WHERE EXISTS` drops the states of keys removed meanwhile (the foreign key would
             // refuse them, failing the whole batch).
             let mut save = tx.prepare(

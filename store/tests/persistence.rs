@@ -190,3 +190,41 @@ fn a_failed_rotation_keeps_the_old_token_and_never_shows_the_new_one() {
     );
     assert_eq!(loaded.get(key.id()), Some(&key));
 }
+
+#[test]
+fn a_shared_keyring_publishes_only_what_was_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    let mut world = World::new(15);
+    let catalog = world.catalog.clone();
+    let store = SqliteStore::open(&path).unwrap();
+    let shared = keygate::SharedKeyring::new(reload(&store, &catalog));
+    let (saved, refused) = (world.issue("saved", None), world.issue("refused", None));
+    break_writes_of(&path, refused.id());
+
+    // The server's write path: the one writer, stage, persist, apply (or drop).
+    let mut writer = shared.writer();
+    let staged = writer.stage_insert(saved.clone()).unwrap();
+    store.persist(&catalog, staged.change()).unwrap();
+    staged.apply();
+    let staged = writer.stage_insert(refused.clone()).unwrap();
+    assert!(store.persist(&catalog, staged.change()).is_err());
+    drop(staged);
+    drop(writer);
+
+    let snapshot = shared.snapshot();
+    assert!(snapshot.get(saved.id()).is_some());
+    assert!(snapshot.get(refused.id()).is_none());
+    assert!(
+        shared
+            .authenticate(world.tokens[0].expose_secret(), now())
+            .is_ok()
+    );
+    assert_eq!(
+        shared
+            .authenticate(world.tokens[1].expose_secret(), now())
+            .err(),
+        Some(Deny::UnknownKey)
+    );
+    assert_same_keys(&snapshot, &reload(&store, &catalog));
+}

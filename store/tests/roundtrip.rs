@@ -387,3 +387,31 @@ fn a_corrupt_row_is_an_error_naming_it() {
     let error = load_keyring(&store, &catalog, TokenFormat::default()).unwrap_err();
     assert!(error.to_string().contains("holds the id"), "{error}");
 }
+
+#[test]
+fn a_store_is_shared_across_threads_and_usable_as_a_trait_object() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<SqliteStore>();
+
+    let mut world = World::new(7);
+    let catalog = world.catalog.clone();
+    let store = std::sync::Arc::new(SqliteStore::open_in_memory().unwrap());
+    let key = world.issue("from another thread", None);
+    let writer = std::sync::Arc::clone(&store);
+    let records = {
+        let mut live = Keyring::default();
+        let staged = live.stage_insert(key.clone()).unwrap();
+        let commit = Commit::of_change(&catalog, staged.change());
+        staged.apply();
+        commit
+    };
+    // As a server's spawn_blocking does: the write on another thread.
+    std::thread::spawn(move || writer.commit(&records).unwrap())
+        .join()
+        .unwrap();
+
+    let dynamic: &dyn KeyStore = store.as_ref();
+    let loaded = load_keyring(dynamic, &catalog, TokenFormat::default()).unwrap();
+    assert_eq!(loaded.get(key.id()), Some(&key));
+    assert_eq!(dynamic.all_keys().unwrap().len(), 1);
+}
