@@ -1,4 +1,4 @@
-//! Persistent storage for [keygate](keygate): API key records, their usage and rate-limit state,
+//! Persistent storage for [`keygate`]: API key records, their usage and rate-limit state,
 //! and a server's own documents, in SQLite.
 //!
 //! keygate itself does no I/O; this crate is where its keys meet a disk. The [`KeyStore`] trait
