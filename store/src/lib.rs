@@ -58,6 +58,7 @@
 //!   one transaction with `synchronous=FULL`: once the call returns, the change survives a crash
 //!   or a power loss. Follow *stage → persist → apply*: a change is published to requests only
 //!   after it is on disk, and a failed save leaves both the store and the keyring as they were.
+//!   A commit is idempotent: after a failure, the same commit may be retried.
 //! * **Usage** lives in the keyring's atomic counters and reaches the store in batches of deltas
 //!   ([`UsageFlusher`], every few seconds). A crash loses the counts since the last flush, and,
 //!   because flushes commit with `synchronous=NORMAL`, a power loss can also lose the last

@@ -37,6 +37,11 @@ pub trait KeyStore {
     /// Writes `commit` atomically and durably: when it returns `Ok`, the writes survive a crash
     /// or a power loss; when it fails, nothing was written. Deleting a key deletes its usage
     /// and rate-limit state; replacing a record keeps them.
+    ///
+    /// Idempotent (every write is an upsert or a delete by id), so the same commit may be
+    /// retried: the way out of the one ambiguous failure, a disk that fails while flushing, which
+    /// leaves unknown whether the change is on disk. Until a retry succeeds, the change is not
+    /// applied: a revocation that may be on disk is not yet in force in memory.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
 
     /// Adds usage deltas (from [`Keyring::flush_usage`](keygate::Keyring::flush_usage)) to the

@@ -415,3 +415,32 @@ fn a_store_is_shared_across_threads_and_usable_as_a_trait_object() {
     assert_eq!(loaded.get(key.id()), Some(&key));
     assert_eq!(dynamic.all_keys().unwrap().len(), 1);
 }
+
+#[test]
+fn a_commit_can_be_retried() {
+    let mut world = World::new(8);
+    let catalog = world.catalog.clone();
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut live = Keyring::default();
+    let key = world.issue("retried", None);
+    persist_and_apply(&store, &catalog, live.stage_insert(key.clone()).unwrap());
+    let grace = Some(Duration::from_secs(60));
+    let staged = live
+        .stage_rotate(
+            &Permit::operator_rotate(key.id()),
+            now(),
+            grace,
+            &mut world.rng,
+        )
+        .unwrap();
+    let mut commit = Commit::of_change(&catalog, staged.change());
+    commit
+        .put_document("project", "1", &serde_json::json!({"n": 1}))
+        .unwrap();
+    // As after a failed flush whose outcome is unknown: the same commit, twice.
+    store.commit(&commit).unwrap();
+    store.commit(&commit).unwrap();
+    staged.apply();
+    assert_same_keys(&live, &reload(&store, &catalog));
+    assert_eq!(store.load_documents("project").unwrap().len(), 1);
+}
