@@ -45,9 +45,10 @@
 //! **Secrets are unique, retired ones included.** The `secrets` table holds each key's current
 //! token hash *and*, during a rotation grace period, its retired one, under one UNIQUE index. That
 //! is the rule keygate's keyring enforces ([`KeyringError::DuplicateToken`](keygate::KeyringError)
-//! covers retired secrets too), so a store can never hold two keys that
-//! [`Keyring::from_keys`](keygate::Keyring::from_keys) would refuse to load together: a start-up
-//! never fails on what the store accepted. A retired hash leaves the table when the key's record
+//! covers retired secrets too), so a store never holds two keys sharing a secret, which
+//! [`Keyring::from_keys`](keygate::Keyring::from_keys) would refuse to load together. (Two
+//! different hashes sharing their first 8 bytes, about 2⁻⁶⁴ per pair, are the keyring's alone to
+//! refuse: its staging does, before a change reaches the store.) A retired hash leaves the table when the key's record
 //! is next written without it (the next rotation, or any change after a
 //! [`Keyring::prune`](keygate::Keyring::prune)); until then it stays reserved, which costs
 //! nothing (another key minting the same 256-bit hash is not a real event).
