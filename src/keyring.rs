@@ -64,6 +64,10 @@ pub enum KeyringError {
     Full,
 }
 
+/// A key that cannot be missing: what a lookup reads when a slot somehow is (never, as slot 0
+/// always holds the dummy), so that no path depends on it.
+static DUMMY_KEY: std::sync::LazyLock<ApiKey> = std::sync::LazyLock::new(dummy_key);
+
 /// The key judged when a token matches nothing: revoked and empty, so even a bug that let it
 /// through would deny.
 fn dummy_key() -> ApiKey {
@@ -389,25 +393,27 @@ impl Keyring {
     /// [`Deny::Expired`]. All three are 401 with the same body. Constant time and allocation-free,
     /// as described in the [type docs](Keyring).
     pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<&ApiKey, Deny> {
-        let slot = self.authenticate_slot(token, now)?;
-        self.key_at(slot).ok_or(Deny::UnknownKey)
+        let (slot, decision) = self.authenticate_slot(token, now);
+        // The key is read on a hit and a miss alike (the dummy when the table is empty), so
+        // that the two differ only in the outcome the caller acts on.
+        let key = self.key_at(slot).unwrap_or(&DUMMY_KEY);
+        match decision {
+            Decision::Allow => Ok(key),
+            Decision::Deny(deny) => Err(deny),
+        }
     }
 
-    /// [`authenticate`](Self::authenticate), as the slot of the key found.
-    fn authenticate_slot(&self, token: &str, now: Timestamp) -> Result<u32, Deny> {
+    /// [`authenticate`](Self::authenticate), as the slot the search landed on and the decision:
+    /// [`Decision::Allow`] exactly when the token is that slot's active key. Branch-free.
+    fn authenticate_slot(&self, token: &str, now: Timestamp) -> (u32, Decision) {
         let (slot, found) = self.lookup(token, now);
-        let Some(key) = self.key_at(slot) else {
-            return Err(Deny::UnknownKey);
-        };
+        let key = self.key_at(slot).unwrap_or(&DUMMY_KEY);
         let mut reason = liveness_code(key, now);
         reason.conditional_assign(&code::UNKNOWN_KEY, !found);
         // The same masked table as `authorize`: an open `match` on the code compiled to a branch
         // for `UNKNOWN_KEY` there. Rule 1 alone never yields `MISSING_PERMISSION`, so the
         // permission passed is never read.
-        match decision_for(reason, Permission::FIRST) {
-            Decision::Allow => Ok(slot),
-            Decision::Deny(deny) => Err(deny),
-        }
+        (slot, decision_for(reason, Permission::FIRST))
     }
 
     /// May the holder of `token` do `action` on `resource` at `now`?

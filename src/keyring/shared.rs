@@ -106,7 +106,8 @@ impl SharedKeyring {
     /// constant time, allocation-free), handed out without copying the key.
     pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<AuthenticatedKey, Deny> {
         let snapshot = self.current.load();
-        let slot = snapshot.authenticate_slot(token, now)?;
+        let (slot, decision) = snapshot.authenticate_slot(token, now);
+        decision.into_result()?;
         Ok(AuthenticatedKey { snapshot, slot })
     }
 
@@ -296,10 +297,7 @@ impl AuthenticatedKey {
     pub fn key(&self) -> &ApiKey {
         // The slot came from this snapshot's own lookup, so it is in range; the dummy (revoked,
         // empty) stands in otherwise.
-        self.snapshot
-            .key_at(self.slot)
-            .or_else(|| self.snapshot.key_at(0))
-            .unwrap_or_else(|| unreachable_key())
+        self.snapshot.key_at(self.slot).unwrap_or(&super::DUMMY_KEY)
     }
 
     /// May this key do `action` on `resource` at `now`? [`authorize`](crate::authorize()) with
@@ -330,10 +328,4 @@ impl AuthenticatedKey {
         self.snapshot
             .record_usage(self.key().id(), endpoint, status, now);
     }
-}
-
-/// A static stand-in for a key that cannot be missing (the dummy of slot 0 always is there).
-fn unreachable_key() -> &'static ApiKey {
-    static DUMMY: std::sync::OnceLock<ApiKey> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(super::dummy_key)
 }
