@@ -5,6 +5,7 @@
 //! keygate test --format json FILE                # one JSON report per file
 //! keygate matrix FILE [--html matrix.html]       # who can do what, as a table or a page
 //! keygate explain FILE --key K --action A --resource R   # every rule's outcome, in order
+//! keygate audit --database sqlite:keygate.db     # keys beyond an ancestor or their creator
 //! ```
 //!
 //! The file format is `docs/POLICY_TESTS.md`; the library side is `keygate::testing`.
@@ -16,6 +17,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod audit;
 use keygate::Timestamp;
 use keygate::testing::{PolicyReport, PolicyTests};
 
@@ -76,6 +79,28 @@ enum Command {
         /// When to decide (RFC 3339); the file's `now` by default.
         #[arg(long, value_name = "TIME")]
         at: Option<Timestamp>,
+    },
+    /// Check every key in a store against its ancestors (the keys up its `issued_by` chain) and
+    /// its creator's current permissions; list each key that exceeds them, with every reason;
+    /// exit 1 if any does.
+    ///
+    /// A key's permissions, account, project, expiry, rate limit and (with --catalog) role
+    /// ceiling must lie within every ancestor's; a key whose record holds permissions its
+    /// creator no longer has is listed too (keygate caps it at request time, but the record
+    /// still says more).
+    Audit {
+        /// The store: `sqlite:PATH` (or a bare path to a keygate SQLite database). It is only
+        /// read.
+        #[arg(long, value_name = "URL")]
+        database: String,
+        /// The catalog, as JSON (`{"permissions": [...], "roles": [...]}`), to rank roles by;
+        /// without it roles are not compared.
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
+        /// A creator's current permissions, `CREATOR=perm,perm,...`; repeat for each creator.
+        /// Keys of creators not given are not checked against a cap.
+        #[arg(long = "cap", value_name = "CREATOR=PERMS")]
+        caps: Vec<String>,
     },
 }
 
@@ -140,7 +165,73 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("{explanation}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit {
+            database,
+            catalog,
+            caps,
+        } => run_audit(&database, catalog.as_deref(), &caps),
     }
+}
+
+fn run_audit(
+    database: &str,
+    catalog: Option<&std::path::Path>,
+    caps: &[String],
+) -> Result<ExitCode, String> {
+    let path = database.strip_prefix("sqlite:").unwrap_or(database);
+    if path.starts_with("postgres") {
+        return Err("only sqlite: stores exist for now".to_owned());
+    }
+    if !std::path::Path::new(path).exists() {
+        return Err(format!("no database at {path}"));
+    }
+    let catalog: Option<keygate::Catalog> = match catalog {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not a catalog: {e}", file.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut cap_table = std::collections::HashMap::new();
+    for cap in caps {
+        let (creator, permissions) = cap
+            .split_once('=')
+            .ok_or_else(|| format!("--cap {cap:?}: expected CREATOR=perm,perm,..."))?;
+        let set = permissions
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        cap_table.insert(creator.to_owned(), set);
+    }
+    let store = keygate_store::SqliteStore::open(path).map_err(|e| e.to_string())?;
+    let records: Vec<keygate::ApiKeyRecord> = keygate_store::KeyStore::all_keys(&store)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|stored| stored.record)
+        .collect();
+    let findings = audit::audit(&records, catalog.as_ref(), &cap_table);
+    for finding in &findings {
+        println!("key {} ({}):", finding.key, finding.name);
+        for reason in &finding.reasons {
+            println!("  - {reason}");
+        }
+    }
+    println!(
+        "audited {} keys: {} exceed an ancestor or their creator",
+        records.len(),
+        findings.len()
+    );
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs every file; a file that does not load counts as a failure and the others still run.
