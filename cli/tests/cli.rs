@@ -237,7 +237,7 @@ fn explain_walks_the_rules_in_order() {
 #[test]
 fn help_is_complete() {
     let top = stdout(&keygate(&["--help"]));
-    for command in ["test", "matrix", "explain"] {
+    for command in ["test", "matrix", "explain", "audit"] {
         assert!(top.contains(command), "{top}");
         let help = keygate(&[command, "--help"]);
         assert!(help.status.success());
@@ -254,4 +254,8 @@ fn help_is_complete() {
     }
     assert!(stdout(&keygate(&["matrix", "--help"])).contains("--html"));
     assert!(stdout(&keygate(&["test", "--help"])).contains("--format"));
+    let audit = stdout(&keygate(&["audit", "--help"]));
+    for flag in ["--database", "--catalog", "--cap"] {
+        assert!(audit.contains(flag), "{audit}");
+    }
 }
