@@ -1,7 +1,7 @@
 //! The keygate reference API server: IdentityCall's public API subset (seeds 000 and 001) on
-//! keygate's embedded `Keyring`, as a library so that the example binary
-//! (`cargo run --example server`) serves it and the tests (tests/http) drive it over a real
-//! socket.
+//! keygate's `SharedKeyring`, stored in SQLite by `keygate-store`, as a library so that the
+//! example (`cargo run --example server`) and the `keygate-server` binary serve it and the tests
+//! (tests/http, tests/persist.rs) drive it over a real socket.
 //!
 //! | module | holds |
 //! |---|---|
