@@ -15,6 +15,7 @@ on keygate's embedded keyring. Keys, usage, projects and recordings are stored i
 
 USAGE:
     cargo run --example server [-- OPTIONS]
+    keygate-server [OPTIONS]
 
 OPTIONS:
     --addr HOST:PORT          where to listen (default 127.0.0.1:8080; port 0 picks a free one)
@@ -43,11 +44,11 @@ ENVIRONMENT:
     KEYGATE_ADDR              where to listen, if --addr is not given
     KEYGATE_DATABASE          the database, if --database is not given
 
-On its first start (a store with no keys) it creates one account-wide API key with read, write and delete per account, and prints
-each once, on a line of its own, in account order; a restart prints none and those keys
-keep working. A key change is on disk before it is answered; a crash can lose at most the last
-2 seconds of usage counts and rate-limit state. Use it as `Authorization: Bearer <key>` under
-/api/v1/public:
+On its first start (a store with no keys) it creates one account-wide API key with read, write
+and delete per account, and prints each once, on a line of its own, in account order; a restart
+prints none and those keys keep working. A key change is on disk before it is answered; a crash
+can lose at most the last 2 seconds of usage counts and rate-limit state.
+Use a key as `Authorization: Bearer <key>` under /api/v1/public:
     POST|GET /projects, GET|PATCH|DELETE /projects/{id}
     POST|GET /recordings, GET|PATCH|DELETE /recordings/{id}, GET /recordings/{id}/transcription
     POST|GET /api_keys, GET /api_keys/me, GET|DELETE /api_keys/{id},
