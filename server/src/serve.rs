@@ -48,7 +48,7 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Serves the API on `listener` until `shutdown` completes, then drains (see the module docs).
 /// Also runs the periodic purge of revoked and expired keys, and the flush of usage and
-/// rate-limiter states to the store every [`FLUSH_INTERVAL`] and once more after the drain.
+/// rate-limiter states to the store every 2 s and once more after the drain.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
