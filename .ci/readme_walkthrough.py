@@ -11,6 +11,7 @@ import re
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +41,14 @@ def matches(pattern: str, line: str) -> bool:
 
 def main() -> int:
     subprocess.run(["cargo", "build", "-q", "--example", "server"], cwd=ROOT, check=True)
+    # A fresh working directory: the server stores keys in ./keygate.db by default, and only a
+    # first start (an empty store) prints the bootstrap key the walkthrough uses.
+    workdir = tempfile.TemporaryDirectory()
     server = subprocess.Popen(
-        [str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug/examples/server")],
+        [str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")).resolve() / "debug/examples/server")],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=workdir.name,
     )
     try:
         banner = [server.stdout.readline().rstrip("\n") for _ in range(3)]
@@ -71,6 +76,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        workdir.cleanup()
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ echo "== machine: $(nproc) cores; $(uptime)"
 cargo build --release --quiet --example server
 target_dir=${CARGO_TARGET_DIR:-target}
 "$target_dir/release/examples/server" --addr "$HOST:$PORT" --max-keys $((KEYS + 1)) \
+    --database "sqlite:$work/keygate.db" \
     --log-format json >"$work/stdout" 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 100); do

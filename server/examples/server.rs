@@ -1,111 +1,18 @@
-//! The keygate reference API server: IdentityCall's public API subset (seeds 000 and 001) on the
-//! embedded in-memory `Keyring`.
+//! The keygate reference API server: IdentityCall's public API subset (seeds 000 and 001) on
+//! keygate's embedded keyring, stored in SQLite (`keygate.db` in the working directory unless
+//! `--database` says otherwise). The same program as the `keygate-server` binary.
 //!
 //! ```sh
-//! cargo run --example server                 # listens on 127.0.0.1:8080
+//! cargo run --example server                 # listens on 127.0.0.1:8080, stores in keygate.db
 //! cargo run --example server -- --addr 127.0.0.1:9000 --demo-accounts 3
+//! cargo run --example server -- --in-memory  # nothing kept when it stops
 //! KEYGATE_ADDR=127.0.0.1:9000 cargo run --example server
 //! cargo run --example server -- --help       # every option
 //! ```
 
-use keygate_server as app;
-
 use std::process::ExitCode;
-
-const HELP: &str = "\
-keygate reference API server: IdentityCall's public API subset (projects, recordings, API keys)
-on keygate's embedded in-memory keyring. All data lives in memory and is gone when it stops.
-
-USAGE:
-    cargo run --example server [-- OPTIONS]
-
-OPTIONS:
-    --addr HOST:PORT          where to listen (default 127.0.0.1:8080; port 0 picks a free one)
-    --demo-accounts N         accounts to create, each with its own key (default 1, at most 1000)
-    --tier TIER               every account's seed 002 tier: free_starter (5 projects, 3 keys per
-                              project), cloud_starter (20, 10) or cloud_premium (default: no tier cap)
-    --max-projects N          projects per account, whatever the tier (default 1000)
-    --max-keys N              keys stored per account, revoked and expired ones included until
-                              purged (default 10000)
-    --max-recordings N        recordings per account (default 10000)
-    --key-retention SECONDS   how long revoked and expired keys are kept (default 2592000: 30 days)
-    --purge-interval SECONDS  how often they are purged (default 60)
-    --header-timeout SECONDS  time to send a request head (default and maximum 10)
-    --idle-timeout SECONDS    an idle connection is closed after this (default 5, at most the
-                              header timeout)
-    --request-timeout SECONDS time to send a body and be answered, else 408 (default 30)
-    --max-connections N       connections served at once (default 1024)
-    --shutdown-grace SECONDS  on SIGINT/SIGTERM, time for in-flight requests (default 30)
-    --log-format text|json    request logs on standard error (default text)
-    -h, --help                print this help
-
-ENVIRONMENT:
-    KEYGATE_ADDR              where to listen, if --addr is not given
-
-On start it creates one account-wide API key with read, write and delete per account, and prints
-each once, on a line of its own, in account order. Use it as `Authorization: Bearer <key>` under
-/api/v1/public:
-    POST|GET /projects, GET|PATCH|DELETE /projects/{id}
-    POST|GET /recordings, GET|PATCH|DELETE /recordings/{id}, GET /recordings/{id}/transcription
-    POST|GET /api_keys, GET /api_keys/me, GET|DELETE /api_keys/{id},
-    POST /api_keys/{id}/regenerate, GET /api_keys/{id}/usage
-Lists take ?limit=N (1-200, default 50) and ?cursor= from the previous page's next_cursor.
-";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = app::Command::parse(std::env::args().skip(1), std::env::var("KEYGATE_ADDR").ok());
-    let (addr, log_format, config) = match command {
-        Ok(app::Command::Help) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(app::Command::Serve {
-            addr,
-            log_format,
-            config,
-        }) => (addr, log_format, config),
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = app::init_logging(log_format) {
-        eprintln!("error: cannot set up logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    match serve(addr, *config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve(
-    addr: std::net::SocketAddr,
-    config: app::Config,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let accounts = config.demo_accounts;
-    let (state, tokens) = app::App::bootstrap(config)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let shutdown = app::shutdown_signal()?;
-    let bound = listener.local_addr()?;
-    println!("keygate reference server listening on http://{bound}/api/v1/public");
-    if accounts == 1 {
-        println!("bootstrap API key (account-wide: read, write, delete), shown once:");
-    } else {
-        println!(
-            "bootstrap API keys (account-wide: read, write, delete), one per account 1 to {accounts}, shown once:"
-        );
-    }
-    // Standard output, never the log: the one place these secrets are shown.
-    for token in tokens {
-        println!("{}", token.expose_secret());
-    }
-    app::serve(listener, state, shutdown).await?;
-    Ok(())
+    keygate_server::run_cli(std::env::args().skip(1)).await
 }

@@ -15,7 +15,7 @@ use crate::page::{List, PageRequest, next_cursor};
 use crate::reply::{
     ApiQuery, Id, JsonBody, Reply, check_characters, created, internal, no_content, ok, page,
 };
-use crate::state::{App, AppState, StoreError, now};
+use crate::state::{App, AppState, StoreError, now, unavailable};
 
 /// A key as the API shows it: never its hash, and the secret only right after minting.
 #[derive(Debug, Serialize)]
@@ -129,6 +129,7 @@ pub(crate) async fn create_key(
             tracing::error!(%error, "the keyring refused a newly issued key");
             Err(internal())
         }
+        Err(StoreError::Unavailable) => Err(unavailable()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`Command::parse`] reads the command line.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use keygate::Tier;
@@ -27,6 +28,40 @@ pub struct Config {
     pub purge_interval: Duration,
     /// Connections, timeouts and sizes.
     pub http: HttpConfig,
+    /// Where keys, usage, projects and recordings are stored.
+    pub database: Database,
+}
+
+/// Where the server stores its state (`--database`, `KEYGATE_DATABASE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (`sqlite:PATH`), created if missing: state survives restarts and crashes.
+    Sqlite(PathBuf),
+    /// An in-memory SQLite database (`sqlite::memory:`, `--in-memory`): gone when it stops.
+    Memory,
+}
+
+/// The database used when neither `--database` nor `KEYGATE_DATABASE` says another: a file in
+/// the working directory, so that a plain `cargo run --example server` keeps its keys.
+pub const DEFAULT_DATABASE: &str = "sqlite:keygate.db";
+
+impl Database {
+    /// Parses `sqlite:PATH` or `sqlite::memory:`.
+    pub fn parse(text: &str) -> Result<Database, String> {
+        match text.strip_prefix("sqlite:") {
+            Some(":memory:") => Ok(Database::Memory),
+            Some(path) if !path.is_empty() => Ok(Database::Sqlite(PathBuf::from(path))),
+            _ => Err(format!(
+                "--database is sqlite:PATH or sqlite::memory:; got {text:?}"
+            )),
+        }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database::Sqlite(PathBuf::from("keygate.db"))
+    }
 }
 
 impl Default for Config {
@@ -37,6 +72,7 @@ impl Default for Config {
             key_retention: Duration::from_secs(30 * 24 * 3600),
             purge_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
+            database: Database::default(),
         }
     }
 }
@@ -163,13 +199,34 @@ impl Command {
     where
         I: IntoIterator<Item = String>,
     {
+        Self::parse_with_env(args, env_addr, None)
+    }
+
+    /// [`Command::parse`], with `KEYGATE_DATABASE` too (`env_database`), if set.
+    pub fn parse_with_env<I>(
+        args: I,
+        env_addr: Option<String>,
+        env_database: Option<String>,
+    ) -> Result<Command, String>
+    where
+        I: IntoIterator<Item = String>,
+    {
         let mut addr = env_addr;
         let mut log_format = LogFormat::Text;
         let mut config = Config::default();
+        if let Some(text) = env_database {
+            config.database =
+                Database::parse(&text).map_err(|e| format!("KEYGATE_DATABASE: {e}"))?;
+        }
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             if arg == "-h" || arg == "--help" {
                 return Ok(Command::Help);
+            }
+            // The one flag without a value.
+            if arg == "--in-memory" {
+                config.database = Database::Memory;
+                continue;
             }
             let (flag, inline) = match arg.split_once('=') {
                 Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value)),
@@ -242,6 +299,7 @@ fn apply(
                 usize::try_from(number()?).map_err(|_| format!("{flag} is too large"))?
         }
         "--shutdown-grace" => config.http.shutdown_grace = seconds()?,
+        "--database" => config.database = Database::parse(value)?,
         "--log-format" => {
             *log_format = match value {
                 "text" => LogFormat::Text,
@@ -298,6 +356,20 @@ mod tests {
         assert_eq!(config.http.header_read_timeout, Duration::from_secs(4));
         assert_eq!(config.http.idle_timeout, Duration::from_secs(2));
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
+        let Ok(Command::Serve { config, .. }) = parse(&["--in-memory", "--demo-accounts", "2"])
+        else {
+            panic!("--in-memory takes no value");
+        };
+        assert_eq!(config.database, Database::Memory);
+        assert_eq!(config.demo_accounts, 2);
+        let Ok(Command::Serve { config, .. }) = parse(&["--database", "sqlite:/tmp/k.db"]) else {
+            panic!("--database parses");
+        };
+        assert_eq!(
+            config.database,
+            Database::Sqlite(PathBuf::from("/tmp/k.db"))
+        );
+        assert_eq!(Database::parse(DEFAULT_DATABASE), Ok(Database::default()));
     }
 
     #[test]
@@ -314,6 +386,8 @@ mod tests {
             &["--addr", "nowhere"],
             &["--addr"],
             &["--bogus", "1"],
+            &["--database", "postgres://x"],
+            &["--database", "sqlite:"],
             &["stray"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");

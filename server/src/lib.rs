@@ -1,12 +1,13 @@
 //! The keygate reference API server: IdentityCall's public API subset (seeds 000 and 001) on
-//! keygate's embedded `Keyring`, as a library so that the example binary
-//! (`cargo run --example server`) serves it and the tests (tests/http) drive it over a real
-//! socket.
+//! keygate's `SharedKeyring`, stored in SQLite by `keygate-store`, as a library so that the
+//! example (`cargo run --example server`) and the `keygate-server` binary serve it and the tests
+//! (tests/http, tests/persist.rs) drive it over a real socket.
 //!
 //! | module | holds |
 //! |---|---|
 //! | `config` | [`Config`], [`Command`]: what an operator sets |
-//! | `state` | [`App`], [`AppState`]: the keyring and the data, the one place that touches the store |
+//! | `state` | [`App`], [`AppState`]: the keyring, the data and the store, the one place that touches them |
+//! | `cli` | [`run_cli`]: the command-line program (the example and the binary) |
 //! | `auth` | authentication, rate limit, usage; the `check` every handler decides with |
 //! | `reply` | the envelope, extractors, fallbacks and layers that keep every error in JSON |
 //! | `page` | cursor pagination of every list |
@@ -25,6 +26,7 @@
 
 mod api_keys;
 mod auth;
+mod cli;
 mod config;
 mod page;
 #[cfg(feature = "planted-escalation")]
@@ -41,9 +43,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
 
+pub use cli::run_cli;
 pub use config::{
-    Command, Config, DEFAULT_ADDR, HttpConfig, Limits, LogFormat, MAX_DEMO_ACCOUNTS,
-    MAX_HEADER_READ_TIMEOUT,
+    Command, Config, DEFAULT_ADDR, DEFAULT_DATABASE, Database, HttpConfig, Limits, LogFormat,
+    MAX_DEMO_ACCOUNTS, MAX_HEADER_READ_TIMEOUT,
 };
 pub use page::{DEFAULT_LIMIT, MAX_LIMIT};
 #[cfg(feature = "planted-escalation")]

@@ -18,8 +18,9 @@ pub const MAX_SHORT_TEXT_LEN: usize = MAX_NAME_LEN;
 /// The longest transcription hints, in characters.
 pub const MAX_HINTS_LEN: usize = 5_000;
 
-/// ProjectDetail, with every field of seed 000's example.
-#[derive(Debug, Clone, Serialize)]
+/// ProjectDetail, with every field of seed 000's example (also its stored form, hence
+/// `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Project {
     pub(crate) id: u64,
     name: String,
@@ -236,7 +237,7 @@ pub(crate) async fn update_project(
     app.check(&key, app.write, project_resource(key.account(), id))?;
     let JsonBody(body) = body?;
     let errors = body.problems(false);
-    let updated = app.records(key.account(), |records| {
+    let updated = app.change_records(key.account(), |records| {
         let project = records
             .projects
             .get_mut(&id)
@@ -258,7 +259,7 @@ pub(crate) async fn delete_project(
 ) -> Reply {
     let destroy = app.delete.at_account_level();
     app.check(&key, destroy, project_resource(key.account(), id))?;
-    app.records(key.account(), |records| {
+    app.change_records(key.account(), |records| {
         records
             .projects
             .remove(&id)

@@ -1,7 +1,6 @@
 //! Recordings (seed 001's endpoints and permission table).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use keygate::axum::{ApiError, Authenticated};
 use keygate::{Action, ApiKey, ProjectId, Resource, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -19,15 +18,16 @@ use crate::state::{App, AppState, take_page};
 /// some 60,000 characters).
 pub const MAX_TRANSCRIPTION_LEN: usize = 100_000;
 
-#[derive(Debug, Clone, Serialize)]
+/// A recording as the API shows it (and, with its transcription, as it is stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Recording {
-    id: u64,
+    pub(crate) id: u64,
     pub(crate) project_id: u64,
     title: String,
     created_at: Timestamp,
     updated_at: Timestamp,
     #[serde(skip)]
-    transcription: String,
+    pub(crate) transcription: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,8 +79,7 @@ pub(crate) async fn create_recording(
                 updated_at: now,
                 transcription: body.transcription.unwrap_or_default(),
             }
-        })
-        .map_err(|_| ApiError::message(StatusCode::FORBIDDEN, "Recording limit reached"))?
+        })?
         .ok_or_else(ApiError::not_found)?;
     created(recording)
 }
@@ -173,8 +172,10 @@ pub(crate) async fn update_recording(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let updated = app.records(key.account(), |records| {
-        let recording = records.recordings.get_mut(&id)?;
+    let updated = app.change_records(key.account(), |records| {
+        let Some(recording) = records.recordings.get_mut(&id) else {
+            return Ok(None);
+        };
         if let Some(title) = body.title {
             recording.title = title.trim().to_owned();
         }
@@ -182,8 +183,8 @@ pub(crate) async fn update_recording(
             recording.transcription = text;
         }
         recording.updated_at = now_seconds();
-        Some(recording.clone())
-    });
+        Ok(Some(recording.clone()))
+    })?;
     ok(updated.ok_or_else(ApiError::not_found)?)
 }
 
@@ -193,12 +194,13 @@ pub(crate) async fn delete_recording(
     Id(id): Id<u64>,
 ) -> Reply {
     let recording = recording_for(&app, &key, id, app.delete)?;
-    app.records(key.account(), |records| {
+    app.change_records(key.account(), |records| {
         records.recordings.remove(&id);
         if let Some(project) = records.projects.get_mut(&recording.project_id) {
             project.recordings_count = project.recordings_count.saturating_sub(1);
         }
-    });
+        Ok(())
+    })?;
     no_content()
 }
 

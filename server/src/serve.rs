@@ -43,9 +43,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(10);
 /// One purge sweep takes at most this many steps of [`PURGE_BATCH`] keys.
 const MAX_PURGE_STEPS: usize = 10_000;
+/// How often usage and rate-limiter states go to the store: what a crash can lose at most.
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Serves the API on `listener` until `shutdown` completes, then drains (see the module docs).
-/// Also runs the periodic purge of revoked and expired keys.
+/// Also runs the periodic purge of revoked and expired keys, and the flush of usage and
+/// rate-limiter states to the store every 2 s and once more after the drain.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -56,7 +59,8 @@ pub async fn serve(
     let max = http.max_connections;
     let permits = Arc::new(Semaphore::new(max));
     let (stop, stopped) = watch::channel(false);
-    let purge = tokio::spawn(purge_keys(state, stopped.clone()));
+    let purge = tokio::spawn(purge_keys(state.clone(), stopped.clone()));
+    let flush = tokio::spawn(flush_usage(state.clone(), stopped.clone()));
     let mut shutdown = pin!(shutdown);
     let mut warned_at: Option<Instant> = None;
     loop {
@@ -117,7 +121,37 @@ pub async fn serve(
         ),
     }
     purge.abort();
+    flush.abort();
+    // The usage counted during the drain too.
+    flush_now(&state);
     Ok(())
+}
+
+/// Every [`FLUSH_INTERVAL`], moves usage and rate-limiter states to the store.
+async fn flush_usage(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(FLUSH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        // SQLite work: off the async workers, so a slow disk stalls no request.
+        let flushing = state.clone();
+        if tokio::task::spawn_blocking(move || flush_now(&flushing))
+            .await
+            .is_err()
+        {
+            tracing::warn!("the usage flush task failed");
+        }
+    }
+}
+
+/// One flush; a failure is logged and the counts are kept for the next one.
+fn flush_now(state: &AppState) {
+    if let Err(error) = state.flush_usage() {
+        tracing::warn!(%error, "cannot flush usage to the store; retrying at the next flush");
+    }
 }
 
 /// One connection, until it ends: hyper's HTTP/1 with the header-read timeout, plus the idle

@@ -1,26 +1,32 @@
-//! The server's state, and the only module that touches keygate's keyring: swap the store here
-//! and nothing else changes.
+//! The server's state, and the only module that touches keygate's keyring and the store.
 //!
-//! **Locks.** Two locks, both private to this module: the keys (the keyring and an index of key
-//! ids by account) and the data (projects and recordings). No guard leaves this module, none is
-//! held across an `.await`, and every critical section is a keyring call or a map operation
-//! with no code that the workspace lints let panic. The one policy for a poisoned lock is to
-//! recover it ([`read`], [`write`], [`lock`]): a poison could then only come from a bug in
-//! keygate or std, and refusing every later request would turn that bug into an outage without
-//! making anything safer (a keyring left half-updated denies: its index would point at a missing
-//! slot, which `authenticate` treats as an unknown key).
+//! **Keys.** A [`SharedKeyring`]: lookups, rate limits and usage read a snapshot and take no
+//! lock. A key change (create, regenerate, revoke, purge) takes the keyring's writer, stages the
+//! change, commits it to the store, and only then applies it: a change is durable before any
+//! response says it happened, and a failed commit (503) leaves the live keyring as it was.
+//!
+//! **Locks.** The keyring's writer (one key change at a time), the per-account id index and the
+//! data (projects and recordings). No guard leaves this module, none is held across an `.await`,
+//! and every critical section is a keyring call, a map operation or a store commit (about a
+//! millisecond in SQLite, called directly from the handler: the writer is not `Send`). The one
+//! policy for a poisoned lock is to recover it ([`read`], [`write`], [`lock`]): a poison could
+//! then only come from a bug in keygate or std, and refusing every later request would turn that
+//! bug into an outage without making anything safer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Bound, Deref};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use axum::extract::FromRef;
-use keygate::axum::KeyLookup;
+use axum::http::StatusCode;
+use keygate::axum::{ApiError, KeyLookup};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, IssueError, Issuer, KeyId, KeySpec,
-    Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, RetryAfter, Scope, Timestamp,
-    Token, Usage, issue,
+    Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, RetryAfter, Scope,
+    SharedKeyring, Timestamp, Token, Usage, issue,
 };
+use keygate_store::{Commit, KeyStore, SqliteStore, UsageFlusher};
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::projects::Project;
@@ -39,15 +45,34 @@ pub struct App {
     pub(crate) read: Action,
     pub(crate) write: Action,
     pub(crate) delete: Action,
-    keys: RwLock<Keys>,
+    keys: SharedKeyring,
+    /// Every stored key's id, per account, in id order: the listing order and cursor. Updated
+    /// only after a change is applied, under the keyring's writer.
+    by_account: RwLock<HashMap<AccountId, BTreeSet<KeyId>>>,
     data: Mutex<Data>,
+    store: SqliteStore,
+    /// Usage counted but not yet in the store (kept across a failed flush, retried next time).
+    usage: Mutex<UsageFlusher>,
 }
 
-#[derive(Debug)]
-struct Keys {
-    ring: Keyring,
-    /// Every stored key's id, per account, in id order: the listing order and cursor.
-    by_account: HashMap<AccountId, BTreeSet<KeyId>>,
+/// The document kind of a project in the store.
+const PROJECT: &str = "project";
+/// The document kind of a recording in the store.
+const RECORDING: &str = "recording";
+
+/// A project as stored: its account is not among its fields.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredProject {
+    account: AccountId,
+    project: Project,
+}
+
+/// A recording as stored, with its transcription (which its API view leaves out).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredRecording {
+    account: AccountId,
+    recording: Recording,
+    transcription: String,
 }
 
 /// Projects and recordings. Ids are global (as a database's would be) and each account holds
@@ -60,7 +85,7 @@ pub(crate) struct Data {
 }
 
 /// One account's projects and recordings, in id order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Records {
     pub(crate) projects: BTreeMap<u64, Project>,
     pub(crate) recordings: BTreeMap<u64, Recording>,
@@ -85,7 +110,10 @@ impl FromRef<AppState> for Arc<dyn KeyLookup> {
 
 impl KeyLookup for App {
     fn authenticate(&self, token: &str, now: Timestamp) -> Result<ApiKey, Deny> {
-        read(&self.keys).ring.authenticate(token, now).cloned()
+        // The one copy: the `Authenticated` extractor owns its key.
+        self.keys
+            .authenticate(token, now)
+            .map(|found| found.key().clone())
     }
 }
 
@@ -101,6 +129,42 @@ pub(crate) enum StoreError {
     Quota(QuotaError),
     /// The keyring refused it (a hash-prefix collision, about 2⁻⁶⁴): 500.
     Keyring(KeyringError),
+    /// The store failed to commit it: 503, nothing changed.
+    Unavailable,
+}
+
+/// Why a key change (regenerate, revoke) did not happen.
+#[derive(Debug)]
+pub(crate) enum ChangeError {
+    /// The keyring refused it.
+    Keyring(KeyringError),
+    /// The store failed to commit it: 503, nothing changed.
+    Unavailable,
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::Keyring(error) => error.into(),
+            ChangeError::Unavailable => unavailable(),
+        }
+    }
+}
+
+/// 503 `{"error": "Service unavailable"}`: the store failed (a disk, not the client's input).
+pub(crate) fn unavailable() -> ApiError {
+    ApiError::message(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+}
+
+/// A document that does not serialize (a bug, not the client's input): logged, 503.
+fn unserializable(error: keygate_store::StoreError) -> ApiError {
+    store_failed("serialize a document", &error);
+    unavailable()
+}
+
+/// Logs a failed store commit (never a secret: store errors carry ids and SQLite messages).
+fn store_failed(what: &str, error: &keygate_store::StoreError) {
+    tracing::error!(%error, "the store failed to {what}");
 }
 
 /// A page of items after a cursor, and whether more follow.
@@ -140,10 +204,21 @@ pub(crate) fn take_page<T>(
 }
 
 impl App {
-    /// A server for `config.demo_accounts` accounts (ids 1, 2, ...), each with one bootstrap key
-    /// (account-wide; every permission). Returns the state and the bootstrap tokens' plaintext,
-    /// in account order, to be shown once.
+    /// A server on a new in-memory store: `config.demo_accounts` accounts (ids 1, 2, ...), each
+    /// with one bootstrap key (account-wide; every permission). Returns the state and the
+    /// bootstrap tokens' plaintext, in account order, to be shown once.
     pub fn bootstrap(config: Config) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
+        Self::open(config, SqliteStore::open_in_memory()?)
+    }
+
+    /// A server on `store`: its keys, usage, rate limiters, projects and recordings as stored.
+    /// Only when the store holds no key at all are `config.demo_accounts` accounts bootstrapped
+    /// (as [`App::bootstrap`] does) and their tokens returned; a restart returns none, and the
+    /// keys it printed before still work.
+    pub fn open(
+        config: Config,
+        store: SqliteStore,
+    ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
         let problems = config.problems();
         if !problems.is_empty() {
             return Err(problems.join("; ").into());
@@ -152,37 +227,43 @@ impl App {
         let read = Action::named(&catalog, "read")?;
         let write = Action::named(&catalog, "write")?;
         let delete = Action::named(&catalog, "delete")?;
-        let mut keys = Keys {
-            // Usage is counted per route: an index into per-key atomic counters, no string built.
-            ring: Keyring::default().with_endpoints(crate::ENDPOINTS),
-            by_account: HashMap::new(),
-        };
-        let mut tokens = Vec::new();
-        for n in 1..=u64::from(config.demo_accounts) {
-            let account = AccountId::from_u64(n);
-            let owner = Issuer::user(account, Scope::Account, catalog.all());
-            let spec = KeySpec::named("Bootstrap");
-            let issued = issue(&catalog, &owner, spec, now(), &mut rand::rng())?;
-            keys.by_account
-                .entry(account)
+        let format = Keyring::default().format().clone();
+        // Usage is counted per route: an index into per-key atomic counters, no string built.
+        let ring =
+            keygate_store::load_keyring(&store, &catalog, format)?.with_endpoints(crate::ENDPOINTS);
+        let mut by_account: HashMap<AccountId, BTreeSet<KeyId>> = HashMap::new();
+        for key in ring.iter() {
+            by_account
+                .entry(key.account())
                 .or_default()
-                .insert(issued.key.id());
-            keys.ring.insert(issued.key)?;
-            tokens.push(issued.token);
+                .insert(key.id());
         }
+        let empty = ring.is_empty();
+        let data = load_data(&store)?;
         let app = App {
             config,
             catalog,
             read,
             write,
             delete,
-            keys: RwLock::new(keys),
-            data: Mutex::new(Data {
-                next_project: 1,
-                next_recording: 1,
-                accounts: HashMap::new(),
-            }),
+            keys: SharedKeyring::new(ring),
+            by_account: RwLock::new(by_account),
+            data: Mutex::new(data),
+            store,
+            usage: Mutex::new(UsageFlusher::default()),
         };
+        let mut tokens = Vec::new();
+        if empty {
+            for n in 1..=u64::from(app.config.demo_accounts) {
+                let account = AccountId::from_u64(n);
+                let owner = Issuer::user(account, Scope::Account, app.catalog.all());
+                let spec = KeySpec::named("Bootstrap");
+                let issued = issue(&app.catalog, &owner, spec, now(), &mut rand::rng())?;
+                app.insert_key(issued.key, now())
+                    .map_err(|e| format!("cannot store a bootstrap key: {e:?}"))?;
+                tokens.push(issued.token);
+            }
+        }
         Ok((AppState(Arc::new(app)), tokens))
     }
 
@@ -190,7 +271,7 @@ impl App {
 
     /// A stored key by id.
     pub(crate) fn key(&self, id: KeyId) -> Option<ApiKey> {
-        read(&self.keys).ring.get(id).cloned()
+        self.keys.snapshot().get(id).cloned()
     }
 
     /// Up to `limit` of `account`'s keys with ids after `after`, in id order, that pass `keep`.
@@ -201,8 +282,9 @@ impl App {
         limit: usize,
         keep: impl Fn(&ApiKey) -> bool,
     ) -> Slice<ApiKey> {
-        let keys = read(&self.keys);
-        let Some(ids) = keys.by_account.get(&account) else {
+        let ring = self.keys.snapshot();
+        let index = read(&self.by_account);
+        let Some(ids) = index.get(&account) else {
             return Slice {
                 items: Vec::new(),
                 more: false,
@@ -211,89 +293,118 @@ impl App {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let page = take_page(
             ids.range((start, Bound::Unbounded))
-                .filter_map(|id| keys.ring.get(*id)),
+                .filter_map(|id| ring.get(*id)),
             limit,
             |key| keep(key),
         );
-        // Copied out, so the lock is released before anything is serialized.
+        // Copied out, so the index's lock is released before anything is serialized.
         Slice {
             items: page.items.into_iter().cloned().collect(),
             more: page.more,
         }
     }
 
-    /// Stores a newly issued key, if its account is within its limits. The count and the insert
-    /// happen under one lock, so concurrent creations cannot overshoot.
+    /// Stores a newly issued key, if its account is within its limits: durable before this
+    /// returns. The count and the insert happen under the keyring's writer, so concurrent
+    /// creations cannot overshoot.
     pub(crate) fn insert_key(&self, key: ApiKey, now: Timestamp) -> Result<(), StoreError> {
         let limits = self.config.limits;
-        let mut keys = write(&self.keys);
-        let keys = &mut *keys;
+        let mut writer = self.keys.writer();
+        let ring = writer.keyring();
         let account = key.account();
-        let stored = keys.by_account.get(&account);
-        let count = stored.map_or(0, BTreeSet::len);
-        if count >= usize::try_from(limits.max_keys).unwrap_or(usize::MAX) {
-            return Err(StoreError::Quota(QuotaError::KeyLimit {
-                limit: limits.max_keys,
-            }));
-        }
-        if let Scope::Project(project) = key.scope()
-            && limits.tier.limits().keys_per_project.is_some()
         {
-            let active = stored.into_iter().flatten().filter(|id| {
-                keys.ring
-                    .get(**id)
-                    .is_some_and(|k| k.scope() == Scope::Project(project) && k.is_active(now))
-            });
-            let active = u32::try_from(active.count()).unwrap_or(u32::MAX);
-            limits
-                .tier
-                .check_new_key(active)
-                .map_err(StoreError::Quota)?;
+            let index = read(&self.by_account);
+            let stored = index.get(&account);
+            let count = stored.map_or(0, BTreeSet::len);
+            if count >= usize::try_from(limits.max_keys).unwrap_or(usize::MAX) {
+                return Err(StoreError::Quota(QuotaError::KeyLimit {
+                    limit: limits.max_keys,
+                }));
+            }
+            if let Scope::Project(project) = key.scope()
+                && limits.tier.limits().keys_per_project.is_some()
+            {
+                let active = stored.into_iter().flatten().filter(|id| {
+                    ring.get(**id)
+                        .is_some_and(|k| k.scope() == Scope::Project(project) && k.is_active(now))
+                });
+                let active = u32::try_from(active.count()).unwrap_or(u32::MAX);
+                limits
+                    .tier
+                    .check_new_key(active)
+                    .map_err(StoreError::Quota)?;
+            }
         }
         let id = key.id();
-        keys.ring.insert(key).map_err(StoreError::Keyring)?;
-        keys.by_account.entry(account).or_default().insert(id);
+        let staged = writer.stage_insert(key).map_err(StoreError::Keyring)?;
+        if let Err(error) = self.store.persist(&self.catalog, staged.change()) {
+            store_failed("store a new key", &error);
+            return Err(StoreError::Unavailable);
+        }
+        let _ = staged.apply();
+        write(&self.by_account)
+            .entry(account)
+            .or_default()
+            .insert(id);
         Ok(())
     }
 
     /// The key with this id as the caller of `issue` or `manage`: as the keyring holds it now,
     /// capped by its creator's current permissions.
     pub(crate) fn issuer(&self, id: KeyId, now: Timestamp) -> Result<Issuer, IssueError> {
-        read(&self.keys).ring.issuer(&self.catalog, id, now)
+        self.keys.snapshot().issuer(&self.catalog, id, now)
     }
 
     /// Gives the permitted key a new secret (the old one is refused at once, as IdentityCall's
-    /// API says) and returns the key as it now is, with the new token.
+    /// API says), durably, and returns the key as it now is, with the new token.
     pub(crate) fn rotate_key(
         &self,
         permit: &Permit,
         now: Timestamp,
-    ) -> Result<(ApiKey, Token), KeyringError> {
-        let mut keys = write(&self.keys);
-        let token = keys.ring.rotate(permit, now, None, &mut rand::rng())?;
+    ) -> Result<(ApiKey, Token), ChangeError> {
+        let mut writer = self.keys.writer();
+        let staged = writer
+            .stage_rotate(permit, now, None, &mut rand::rng())
+            .map_err(ChangeError::Keyring)?;
+        if let Err(error) = self.store.persist(&self.catalog, staged.change()) {
+            store_failed("store a regenerated key", &error);
+            return Err(ChangeError::Unavailable);
+        }
         let id = permit.target();
-        let key = keys
-            .ring
+        let token = staged
+            .apply()
+            .ok_or(ChangeError::Keyring(KeyringError::UnknownKeyId(id)))?;
+        let key = writer
+            .keyring()
             .get(id)
             .cloned()
-            .ok_or(KeyringError::UnknownKeyId(id))?;
+            .ok_or(ChangeError::Keyring(KeyringError::UnknownKeyId(id)))?;
         Ok((key, token))
     }
 
-    /// Revokes the permitted key, and every key it issued down the tree, from `now` on.
-    pub(crate) fn revoke_key(&self, permit: &Permit, now: Timestamp) -> Result<(), KeyringError> {
-        write(&self.keys).ring.revoke_tree(permit, now).map(|_| ())
+    /// Revokes the permitted key, and every key it issued down the tree, from `now` on, durably.
+    pub(crate) fn revoke_key(&self, permit: &Permit, now: Timestamp) -> Result<(), ChangeError> {
+        let mut writer = self.keys.writer();
+        let staged = writer
+            .stage_revoke_tree(permit, now)
+            .map_err(ChangeError::Keyring)?;
+        if let Err(error) = self.store.persist(&self.catalog, staged.change()) {
+            store_failed("store a revocation", &error);
+            return Err(ChangeError::Unavailable);
+        }
+        let _ = staged.apply();
+        Ok(())
     }
 
     /// A key's usage so far.
     pub(crate) fn usage(&self, id: KeyId) -> Option<Usage> {
-        read(&self.keys).ring.state(id).map(|s| s.usage)
+        self.keys.snapshot().state(id).map(|s| s.usage)
     }
 
     /// Counts a request against the key's rate limit and every rate-limited ancestor's (atomic
-    /// per-key state: a read lock suffices).
+    /// per-key state in the current snapshot: no lock).
     pub(crate) fn rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), RetryAfter> {
-        read(&self.keys).ring.check_rate_limit(id, now)
+        self.keys.snapshot().check_rate_limit(id, now)
     }
 
     /// Records a request in a key's usage under its method and route, without building the
@@ -306,27 +417,27 @@ impl App {
         status: u16,
         now: Timestamp,
     ) {
-        read(&self.keys)
-            .ring
+        self.keys
+            .snapshot()
             .record_request(id, method, route, status, now);
     }
 
     /// `authorize` with the key's creator cap.
     pub(crate) fn decide(&self, key: &ApiKey, action: Action, resource: &Resource) -> Decision {
-        read(&self.keys)
-            .ring
+        self.keys
+            .snapshot()
             .authorize_key(key, action, resource, now())
     }
 
     /// Removes up to [`PURGE_BATCH`] keys revoked or expired for longer than the configured
-    /// retention, and forgets retired secrets past their grace period. Returns how many keys it
-    /// removed: call again while that is the whole batch.
+    /// retention, each removal committed to the store before it is applied. Returns how many keys
+    /// it removed: call again while that is the whole batch (a store failure ends the batch
+    /// early; the next purge retries).
     pub(crate) fn purge_step(&self, now: Timestamp) -> usize {
         let cutoff = now.saturating_sub(self.config.key_retention);
-        let mut keys = write(&self.keys);
-        let keys = &mut *keys;
-        let dead: Vec<(AccountId, KeyId)> = keys
-            .ring
+        let mut writer = self.keys.writer();
+        let dead: Vec<(AccountId, KeyId)> = writer
+            .keyring()
             .iter()
             .filter(|k| {
                 k.revoked_at().is_some_and(|at| at <= cutoff)
@@ -335,22 +446,64 @@ impl App {
             .take(PURGE_BATCH)
             .map(|k| (k.account(), k.id()))
             .collect();
+        let mut removed = 0usize;
         for (account, id) in &dead {
-            keys.ring.remove(*id);
-            if let Some(ids) = keys.by_account.get_mut(account) {
+            let Ok(staged) = writer.stage_remove(*id) else {
+                continue;
+            };
+            if let Err(error) = self.store.persist(&self.catalog, staged.change()) {
+                store_failed("remove a purged key", &error);
+                break;
+            }
+            let _ = staged.apply();
+            if let Some(ids) = write(&self.by_account).get_mut(account) {
                 ids.remove(id);
             }
+            removed = removed.saturating_add(1);
         }
-        keys.ring.prune(now);
-        dead.len()
+        // A batch cut short by a store failure must not look like the last one.
+        if removed < dead.len() { 0 } else { removed }
+    }
+
+    /// Moves the usage counted since the last flush, and the rate limiters' states, to the
+    /// store. A crash loses what was counted since the last flush, never a key change.
+    pub(crate) fn flush_usage(&self) -> Result<usize, keygate_store::StoreError> {
+        let ring = self.keys.snapshot();
+        let flushed = lock(&self.usage).flush(&self.store, &ring)?;
+        self.store
+            .save_rate_limits(&keygate_store::rate_limit_states(&ring))?;
+        Ok(flushed)
     }
 
     // --- projects and recordings -------------------------------------------------------------
 
-    /// Runs `f` on `account`'s projects and recordings.
-    pub(crate) fn records<T>(&self, account: AccountId, f: impl FnOnce(&mut Records) -> T) -> T {
+    /// Runs `f` on `account`'s projects and recordings, to read them.
+    pub(crate) fn records<T>(&self, account: AccountId, f: impl FnOnce(&Records) -> T) -> T {
         let mut data = lock(&self.data);
         f(data.accounts.entry(account).or_default())
+    }
+
+    /// Runs `f` on a copy of `account`'s projects and recordings and, if it succeeds, commits
+    /// what it changed to the store before the copy replaces them: a failed commit (503)
+    /// changes nothing. The copy costs one account's records, which its limits bound.
+    pub(crate) fn change_records<T>(
+        &self,
+        account: AccountId,
+        f: impl FnOnce(&mut Records) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut data = lock(&self.data);
+        let old = data.accounts.entry(account).or_default();
+        let mut new = old.clone();
+        let value = f(&mut new)?;
+        let commit = diff(account, old, &new).map_err(unserializable)?;
+        if !commit.is_empty() {
+            self.store.commit(&commit).map_err(|error| {
+                store_failed("store projects or recordings", &error);
+                unavailable()
+            })?;
+        }
+        *old = new;
+        Ok(value)
     }
 
     /// Adds a project made by `make` from its new id, if the account is within its limits.
@@ -358,7 +511,7 @@ impl App {
         &self,
         account: AccountId,
         make: impl FnOnce(u64) -> Project,
-    ) -> Result<Project, QuotaError> {
+    ) -> Result<Project, ApiError> {
         let limits = self.config.limits;
         let mut data = lock(&self.data);
         let data = &mut *data;
@@ -368,12 +521,19 @@ impl App {
         if count >= limits.max_projects {
             return Err(QuotaError::ProjectLimit {
                 limit: limits.max_projects,
-            });
+            }
+            .into());
         }
         let id = data.next_project;
+        let project = make(id);
+        let mut commit = Commit::new();
+        put_project(&mut commit, account, &project).map_err(unserializable)?;
+        self.store.commit(&commit).map_err(|error| {
+            store_failed("store a project", &error);
+            unavailable()
+        })?;
         // 2⁶⁴ projects are out of reach; saturating keeps the arithmetic panic-free.
         data.next_project = id.saturating_add(1);
-        let project = make(id);
         records.projects.insert(id, project.clone());
         Ok(project)
     }
@@ -385,7 +545,7 @@ impl App {
         account: AccountId,
         project: ProjectId,
         make: impl FnOnce(u64) -> Recording,
-    ) -> Result<Option<Recording>, RecordingLimit> {
+    ) -> Result<Option<Recording>, ApiError> {
         let max = self.config.limits.max_recordings;
         let mut data = lock(&self.data);
         let data = &mut *data;
@@ -397,20 +557,120 @@ impl App {
             return Ok(None);
         };
         if records.recordings.len() >= usize::try_from(max).unwrap_or(usize::MAX) {
-            return Err(RecordingLimit);
+            return Err(ApiError::message(
+                StatusCode::FORBIDDEN,
+                "Recording limit reached",
+            ));
         }
-        project.recordings_count = project.recordings_count.saturating_add(1);
         let id = data.next_recording;
-        data.next_recording = id.saturating_add(1);
         let recording = make(id);
+        let mut counted = project.clone();
+        counted.recordings_count = counted.recordings_count.saturating_add(1);
+        let mut commit = Commit::new();
+        put_project(&mut commit, account, &counted).map_err(unserializable)?;
+        put_recording(&mut commit, account, &recording).map_err(unserializable)?;
+        self.store.commit(&commit).map_err(|error| {
+            store_failed("store a recording", &error);
+            unavailable()
+        })?;
+        *project = counted;
+        data.next_recording = id.saturating_add(1);
         records.recordings.insert(id, recording.clone());
         Ok(Some(recording))
     }
 }
 
-/// The account has its configured maximum of recordings: 403.
-#[derive(Debug)]
-pub(crate) struct RecordingLimit;
+/// The store's writes that turn `old` into `new`: every added or changed project and recording
+/// put, every missing one deleted.
+fn diff(
+    account: AccountId,
+    old: &Records,
+    new: &Records,
+) -> Result<Commit, keygate_store::StoreError> {
+    let mut commit = Commit::new();
+    for (id, project) in &new.projects {
+        if old.projects.get(id) != Some(project) {
+            put_project(&mut commit, account, project)?;
+        }
+    }
+    for id in old
+        .projects
+        .keys()
+        .filter(|id| !new.projects.contains_key(id))
+    {
+        commit.delete_document(PROJECT, &id.to_string());
+    }
+    for (id, recording) in &new.recordings {
+        if old.recordings.get(id) != Some(recording) {
+            put_recording(&mut commit, account, recording)?;
+        }
+    }
+    for id in old
+        .recordings
+        .keys()
+        .filter(|id| !new.recordings.contains_key(id))
+    {
+        commit.delete_document(RECORDING, &id.to_string());
+    }
+    Ok(commit)
+}
+
+fn put_project(
+    commit: &mut Commit,
+    account: AccountId,
+    project: &Project,
+) -> Result<(), keygate_store::StoreError> {
+    let stored = StoredProject {
+        account,
+        project: project.clone(),
+    };
+    commit.put_document(PROJECT, &project.id.to_string(), &stored)
+}
+
+fn put_recording(
+    commit: &mut Commit,
+    account: AccountId,
+    recording: &Recording,
+) -> Result<(), keygate_store::StoreError> {
+    let stored = StoredRecording {
+        account,
+        recording: recording.clone(),
+        transcription: recording.transcription.clone(),
+    };
+    commit.put_document(RECORDING, &recording.id.to_string(), &stored)
+}
+
+/// The stored projects and recordings, and the next ids: one past the largest stored.
+fn load_data(store: &SqliteStore) -> Result<Data, keygate_store::StoreError> {
+    let mut data = Data {
+        next_project: 1,
+        next_recording: 1,
+        accounts: HashMap::new(),
+    };
+    for document in store.load_documents(PROJECT)? {
+        let stored: StoredProject = document.parse()?;
+        let id = stored.project.id;
+        data.next_project = data.next_project.max(id.saturating_add(1));
+        data.accounts
+            .entry(stored.account)
+            .or_default()
+            .projects
+            .insert(id, stored.project);
+    }
+    for document in store.load_documents(RECORDING)? {
+        let stored: StoredRecording = document.parse()?;
+        let mut recording = stored.recording;
+        recording.transcription = stored.transcription;
+        let id = recording.id;
+        data.next_recording = data.next_recording.max(id.saturating_add(1));
+        data.accounts
+            .entry(stored.account)
+            .or_default()
+            .recordings
+            .insert(id, recording);
+    }
+    Ok(data)
+}
 
 // The poisoned-lock policy (see the module docs), in one place.
 

@@ -526,7 +526,14 @@ fn a_read_write_key_cannot_regenerate_or_revoke_the_bootstrap_key() {
     );
 
     // Revoking the writer (by the root key) revokes the child it issued too.
-    let writer_id = server.call("GET", "/api_keys", Some(&writer), None).body["data"][0]["id"]
+    // By name: the listing is in (random) id order, and the writer now sees its child too.
+    let listed = server.call("GET", "/api_keys", Some(&writer), None).body;
+    let writer_id = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "rw")
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
