@@ -16,7 +16,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keygate::axum::{ApiError, Authenticated, KeyLookup, bearer_token};
-use keygate::{AccountId, Action, ApiKey, Decision, ProjectId, Resource, Scope};
+use keygate::{AccountId, Action, ApiKey, Decision, ProjectId, Resource};
 use tracing::Span;
 use tracing::field::display;
 
@@ -105,12 +105,4 @@ impl App {
 /// A resource inside project `id` of `account`.
 pub(crate) fn project_resource(account: AccountId, id: u64) -> Resource {
     Resource::in_project(account, ProjectId::from_u64(id))
-}
-
-/// The resource a key record is, for authorizing access to it.
-pub(crate) fn key_resource(key: &ApiKey) -> Resource {
-    match key.scope() {
-        Scope::Account => Resource::account(key.account()),
-        Scope::Project(p) => Resource::in_project(key.account(), p),
-    }
 }

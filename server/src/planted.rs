@@ -11,9 +11,9 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use keygate::axum::{ApiError, KeyLookup, bearer_token};
-use keygate::{Issuer, KeyId, ManageOp, Scope, manage};
+use keygate::{Issuer, KeyId, ManageOp, Resource, Scope, manage};
 
-use crate::auth::{API_PREFIX, key_resource};
+use crate::auth::API_PREFIX;
 use crate::reply::Reply;
 use crate::state::{AppState, now};
 use crate::{api_keys, router};
@@ -53,7 +53,7 @@ fn regenerate_unchecked(state: &AppState, token: Option<&str>, id: &str) -> Repl
     // The planted bug: `write` where the target lives is all it asks of the caller. The permit
     // comes from the account's owner instead of the caller, so whose key it is, and whether the
     // caller holds everything the target holds, is never checked.
-    state.check(&caller, state.write, key_resource(&target))?;
+    state.check(&caller, state.write, Resource::of_key(&target))?;
     let owner = Issuer::user(target.account(), Scope::Account, state.catalog.all());
     let permit = manage(&state.catalog, &owner, &target, ManageOp::Rotate, now)
         .map_err(|_| ApiError::not_found())?;
