@@ -363,9 +363,14 @@ impl PolicyTests {
         let decision =
             self.keyring
                 .authorize(token, check.action, &check.resource.resource, check.at);
-        let outcome = match key
-            .map(|k| reference::authorize(k, check.action, &check.resource.resource, check.at))
-        {
+        let outcome = match key.map(|k| {
+            let cap = self
+                .keyring
+                .cap_of(k.id())
+                .copied()
+                .unwrap_or(PermissionSet::ALL);
+            reference::authorize_capped(k, &cap, check.action, &check.resource.resource, check.at)
+        }) {
             Some(model) if model != decision => CaseOutcome::Failed {
                 expected: self.describe_decision(model),
                 actual: self.describe_decision(decision),

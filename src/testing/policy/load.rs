@@ -104,7 +104,7 @@ impl Loader {
             let fixture = self.fixture(key)?;
             self.fixtures.push(fixture);
         }
-        let keyring = Keyring::from_keys(
+        let mut keyring = Keyring::from_keys(
             TokenFormat::default(),
             self.fixtures.iter().map(|f| f.key.clone()),
         )
@@ -114,6 +114,10 @@ impl Loader {
                 Problem::Conflict(format!("fixture keys: {e}")),
             )
         })?;
+        let caps = std::mem::take(&mut self.file.caps);
+        for (creator, patterns) in &caps {
+            keyring.set_creator_cap(creator.get_ref(), self.expand(patterns)?);
+        }
 
         let checks = std::mem::take(&mut self.file.checks)
             .iter()

@@ -1,6 +1,5 @@
 //! Who can do what: every fixture key × every permission × every matrix resource.
 
-use crate::authorize::authorize;
 use crate::decision::Decision;
 use crate::testing::policy::{PolicyTests, ResourceRef, scope_label};
 use crate::timestamp::Timestamp;
@@ -91,7 +90,12 @@ pub(super) fn build(tests: &PolicyTests) -> AccessMatrix {
                 .iter()
                 .map(|r| {
                     all.iter()
-                        .map(|p| authorize(key, r.action(*p), r.resource(), tests.now))
+                        // With the key's creator cap, as the file's keyring decides.
+                        .map(|p| {
+                            tests
+                                .keyring
+                                .authorize_key(key, r.action(*p), r.resource(), tests.now)
+                        })
                         .collect()
                 })
                 .collect(),

@@ -32,6 +32,10 @@ pub(super) struct FileSchema {
     /// Expected access matrices: key name → resource → the permissions allowed there.
     #[serde(default)]
     pub matrix: BTreeMap<Spanned<String>, Spanned<MatrixTable>>,
+    /// Creator caps: a creator (a key's `created_by`) → the permissions (names or patterns) they
+    /// hold now. Their keys do no more than that, as `Keyring::set_creator_cap` makes them.
+    #[serde(default)]
+    pub caps: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
 }
 
 /// One `[matrix.KEY]` table: resource → the permissions (names or patterns) allowed there.
