@@ -162,13 +162,14 @@ fn matrix_prints_a_table_and_writes_a_page() {
             .unwrap_or_else(|| panic!("no row {name}: {text}"))
             .to_owned()
     };
-    // full-access, analytics, backend, upload-only, support-en, leaked, contractor.
+    // full-access, analytics, backend, upload-only, support-en, leaked, contractor, and the
+    // demoted creator's key, whose write the creator cap takes away everywhere.
     assert_eq!(
         row("write ")
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" "),
-        "write ✓ ✓ ✓ ✓ · · · · ✓ ✓ ✓ ✓ ✓ ✓ ✓ ✓ A ✓ ✓ S R R R R E E E E"
+        "write ✓ ✓ ✓ ✓ · · · · ✓ ✓ ✓ ✓ ✓ ✓ ✓ ✓ A ✓ ✓ S R R R R E E E E · · · ·"
     );
     assert!(text.contains("1 = project:42"), "{text}");
     let page = std::fs::read_to_string(&out).unwrap();
