@@ -418,18 +418,11 @@ impl PolicyTests {
         if wanted != reason {
             differences.push(format!("outcome: expected {wanted}, got {reason}"));
         }
-        if let Some(s) = check.status
-            && s != status
-        {
-            differences.push(format!("status: expected {s}, got {status}"));
-        }
-        if let Some(m) = &check.message
-            && !message.contains(m.as_str())
-        {
-            differences.push(format!(
-                "message: expected one containing \"{m}\", got \"{message}\""
-            ));
-        }
+        compare_refusal(
+            &mut differences,
+            (check.status, check.message.as_deref()),
+            (status, &message),
+        );
         if differences.is_empty() {
             return CaseOutcome::Passed;
         }
@@ -573,30 +566,16 @@ impl PolicyTests {
                 wanted.join(", ")
             }
             (IssueExpectation::Refused { status, message }, result) => {
-                let mut wanted = "refused".to_owned();
-                if let Some(s) = status {
-                    wanted.push_str(&format!(" {s}"));
-                }
-                if let Some(m) = message {
-                    wanted.push_str(&format!(", message containing \"{m}\""));
-                }
+                let wanted = describe_refusal(*status, message.as_deref());
                 match result {
                     Ok(_) => differences.push("outcome: expected refused, got issued".to_owned()),
                     Err(e) => {
-                        if let Some(s) = status
-                            && *s != e.status()
-                        {
-                            differences.push(format!("status: expected {s}, got {}", e.status()));
-                        }
                         let body = e.body(&self.catalog);
-                        let got = body.message();
-                        if let Some(m) = message
-                            && !got.contains(m.as_str())
-                        {
-                            differences.push(format!(
-                                "message: expected one containing \"{m}\", got \"{got}\""
-                            ));
-                        }
+                        compare_refusal(
+                            &mut differences,
+                            (*status, message.as_deref()),
+                            (e.status(), &body.message()),
+                        );
                     }
                 }
                 wanted
@@ -606,15 +585,7 @@ impl PolicyTests {
             kind: CaseKind::Issue,
             name: case.name.clone(),
             line: case.line,
-            outcome: if differences.is_empty() {
-                CaseOutcome::Passed
-            } else {
-                CaseOutcome::Failed {
-                    expected,
-                    actual,
-                    differences,
-                }
-            },
+            outcome: CaseOutcome::judged(expected, actual, differences),
         }
     }
 
@@ -666,29 +637,14 @@ impl PolicyTests {
                 "allowed".to_owned()
             }
             (ManageExpectation::Refused { status, message }, result) => {
-                let mut wanted = "refused".to_owned();
-                if let Some(s) = status {
-                    wanted.push_str(&format!(" {s}"));
-                }
-                if let Some(m) = message {
-                    wanted.push_str(&format!(", message containing \"{m}\""));
-                }
+                let wanted = describe_refusal(*status, message.as_deref());
                 match result {
                     Ok(()) => differences.push("outcome: expected refused, got allowed".to_owned()),
-                    Err((got_status, got_message)) => {
-                        if let Some(s) = status
-                            && s != got_status
-                        {
-                            differences.push(format!("status: expected {s}, got {got_status}"));
-                        }
-                        if let Some(m) = message
-                            && !got_message.contains(m.as_str())
-                        {
-                            differences.push(format!(
-                                "message: expected one containing \"{m}\", got \"{got_message}\""
-                            ));
-                        }
-                    }
+                    Err((got_status, got_message)) => compare_refusal(
+                        &mut differences,
+                        (*status, message.as_deref()),
+                        (*got_status, got_message),
+                    ),
                 }
                 wanted
             }
@@ -697,15 +653,7 @@ impl PolicyTests {
             kind: CaseKind::Manage,
             name: case.name.clone(),
             line: case.line,
-            outcome: if differences.is_empty() {
-                CaseOutcome::Passed
-            } else {
-                CaseOutcome::Failed {
-                    expected,
-                    actual,
-                    differences,
-                }
-            },
+            outcome: CaseOutcome::judged(expected, actual, differences),
         }
     }
 
@@ -764,16 +712,45 @@ impl PolicyTests {
             kind: CaseKind::Matrix,
             name,
             line: expectation.line,
-            outcome: if differences.is_empty() {
-                CaseOutcome::Passed
-            } else {
-                CaseOutcome::Failed {
-                    expected: expected_lines.join("; "),
-                    actual: actual_lines.join("; "),
-                    differences,
-                }
-            },
+            outcome: CaseOutcome::judged(
+                expected_lines.join("; "),
+                actual_lines.join("; "),
+                differences,
+            ),
         }
+    }
+}
+
+/// What a refusal case expects, in words: `refused 403, message containing "..."`.
+fn describe_refusal(status: Option<u16>, message: Option<&str>) -> String {
+    let mut wanted = "refused".to_owned();
+    if let Some(s) = status {
+        wanted.push_str(&format!(" {s}"));
+    }
+    if let Some(m) = message {
+        wanted.push_str(&format!(", message containing \"{m}\""));
+    }
+    wanted
+}
+
+/// Notes how a refusal's (status, message) differs from the expected ones, where the case states
+/// them (the message is expected to be contained in the one given).
+fn compare_refusal(
+    differences: &mut Vec<String>,
+    (want_status, want_message): (Option<u16>, Option<&str>),
+    (status, message): (u16, &str),
+) {
+    if let Some(s) = want_status
+        && s != status
+    {
+        differences.push(format!("status: expected {s}, got {status}"));
+    }
+    if let Some(m) = want_message
+        && !message.contains(m)
+    {
+        differences.push(format!(
+            "message: expected one containing \"{m}\", got \"{message}\""
+        ));
     }
 }
 

@@ -54,6 +54,21 @@ pub enum CaseOutcome {
     },
 }
 
+impl CaseOutcome {
+    /// Passed when there are no differences, else failed with both sides in words.
+    pub(crate) fn judged(expected: String, actual: String, differences: Vec<String>) -> Self {
+        if differences.is_empty() {
+            Self::Passed
+        } else {
+            Self::Failed {
+                expected,
+                actual,
+                differences,
+            }
+        }
+    }
+}
+
 /// One case's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CaseReport {
