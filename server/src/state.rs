@@ -404,7 +404,7 @@ impl App {
     /// Counts a request against the key's rate limit and every rate-limited ancestor's (atomic
     /// per-key state in the current snapshot: no lock).
     pub(crate) fn rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), RetryAfter> {
-        self.keys.snapshot().check_rate_limit(id, now)
+        self.keys.read(|ring| ring.check_rate_limit(id, now))
     }
 
     /// Records a request in a key's usage under its method and route, without building the
@@ -418,15 +418,13 @@ impl App {
         now: Timestamp,
     ) {
         self.keys
-            .snapshot()
-            .record_request(id, method, route, status, now);
+            .read(|ring| ring.record_request(id, method, route, status, now));
     }
 
     /// `authorize` with the key's creator cap.
     pub(crate) fn decide(&self, key: &ApiKey, action: Action, resource: &Resource) -> Decision {
         self.keys
-            .snapshot()
-            .authorize_key(key, action, resource, now())
+            .read(|ring| ring.authorize_key(key, action, resource, now()))
     }
 
     /// Removes up to [`PURGE_BATCH`] keys revoked or expired for longer than the configured

@@ -102,6 +102,19 @@ impl SharedKeyring {
         self.current.load_full()
     }
 
+    /// Runs `f` on the current snapshot without taking a reference count: the way to read it on
+    /// a hot path ([`snapshot`](Self::snapshot) increments a counter every thread shares). Keep
+    /// `f` short: the snapshot stays alive while it runs.
+    ///
+    /// ```
+    /// use keygate::SharedKeyring;
+    /// let keys = SharedKeyring::default();
+    /// assert_eq!(keys.read(|ring| ring.len()), 0);
+    /// ```
+    pub fn read<R>(&self, f: impl FnOnce(&Keyring) -> R) -> R {
+        f(&self.current.load())
+    }
+
     /// The active key a presented token belongs to, as [`Keyring::authenticate`] decides it (in
     /// constant time, allocation-free), handed out without copying the key.
     pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<AuthenticatedKey, Deny> {
