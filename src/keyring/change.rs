@@ -116,6 +116,20 @@ impl Keyring {
         Ok(Staged::new(self, change))
     }
 
+    /// Stages writing a key's record as another writer stored it (a replica of a shared store
+    /// reloading what another replica committed): the key is added if its id is new, and its
+    /// record replaced if present, keeping its live usage and rate-limit state. Fails, changing
+    /// nothing, if one of its secrets is another key's, or on a hash prefix collision.
+    ///
+    /// It checks no permission, as [`stage_insert`](Self::stage_insert) does not: the record
+    /// comes from the store, which only ever received checked changes. Unlike a
+    /// [`Permit`](crate::Permit)'s update it may undo a revocation, as a store's restore would:
+    /// the store is the truth.
+    pub fn stage_put(&mut self, key: ApiKey) -> Result<Staged<'_>, KeyringError> {
+        let change = self.prepare_put(key)?;
+        Ok(Staged::new(self, change))
+    }
+
     /// Stages removing a key and its state (its tokens stop matching once applied).
     pub fn stage_remove(&mut self, id: KeyId) -> Result<Staged<'_>, KeyringError> {
         let change = self.prepare_remove(id)?;
@@ -129,6 +143,14 @@ impl Keyring {
         let slot = self.next_slot()?;
         self.index.check(&key, slot)?;
         Ok(Change::new(vec![Op::Insert(key)], None))
+    }
+
+    pub(super) fn prepare_put(&self, key: ApiKey) -> Result<Change, KeyringError> {
+        let Ok(slot) = self.slot_of(key.id()) else {
+            return self.prepare_insert(key);
+        };
+        self.index.check(&key, slot)?;
+        Ok(Change::new(vec![Op::Replace(key)], None))
     }
 
     pub(super) fn prepare_remove(&self, id: KeyId) -> Result<Change, KeyringError> {

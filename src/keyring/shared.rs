@@ -187,6 +187,36 @@ impl<'s> Writer<'s> {
         Ok(self.staged(change))
     }
 
+    /// Stages [`Keyring::stage_put`]: a record as another writer stored it.
+    pub fn stage_put(&mut self, key: ApiKey) -> Result<SharedStaged<'_, 's>, KeyringError> {
+        let change = self.next().prepare_put(key)?;
+        Ok(self.staged(change))
+    }
+
+    /// Runs `f` on a private copy of the keys, then publishes everything it applied at once:
+    /// readers see all of it or none of it. One copy for a batch, where staging and applying
+    /// each change on its own copies the keyring per change: the way to apply many records at
+    /// once (a replica resynchronising with its store). What `f` stages but does not apply is
+    /// dropped as usual.
+    ///
+    /// ```
+    /// use keygate::{AccountId, ApiKey, KeyId, PermissionSet, Scope, SharedKeyring, Timestamp,
+    ///     TokenHash};
+    /// let keys = SharedKeyring::default();
+    /// let key = |n: u8| ApiKey::new(KeyId::from_bytes([n; 16]), "k", AccountId::from_u64(1),
+    ///     Scope::Account, PermissionSet::EMPTY, TokenHash::of(&format!("idc_{n}")),
+    ///     Timestamp::EPOCH);
+    /// let put = keys.writer().batch(|ring| {
+    ///     (1..=3).filter(|&n| ring.stage_put(key(n)).map(|staged| staged.apply()).is_ok()).count()
+    /// });
+    /// assert_eq!((put, keys.read(|ring| ring.len())), (3, 3));
+    /// ```
+    pub fn batch<R>(&mut self, f: impl FnOnce(&mut Keyring) -> R) -> R {
+        let out = f(self.next());
+        self.publish();
+        out
+    }
+
     /// Stages [`Keyring::remove`].
     pub fn stage_remove(&mut self, id: KeyId) -> Result<SharedStaged<'_, 's>, KeyringError> {
         let change = self.next().prepare_remove(id)?;

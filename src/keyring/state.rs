@@ -339,6 +339,14 @@ impl Keyring {
         self.cell_of(id).map(|cell| cell.state(&self.endpoints))
     }
 
+    /// The usage a key counted since the last [`flush_usage`](Self::flush_usage), not yet in any
+    /// store. A store's total plus this is the key's usage as far as this keyring knows it: the
+    /// way to show usage when several replicas add their counts to one store.
+    pub fn unflushed_usage(&self, id: KeyId) -> Option<Usage> {
+        self.cell_of(id)
+            .map(|cell| cell.counted(&self.endpoints, false))
+    }
+
     /// Loads a key's persisted state (at start-up, from a store). Returns whether the key is
     /// here.
     pub fn restore_state(&self, id: KeyId, state: &KeyState) -> bool {

@@ -212,3 +212,68 @@ fn prefix_collisions_are_refused() {
     ));
     ring.assert_consistent();
 }
+
+#[test]
+fn stage_put_inserts_replaces_keeping_state_and_refuses_a_shared_secret() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let mut ring = Keyring::default();
+    let now = Timestamp::from_unix_seconds(1_000);
+    let (first, second) = (ring.format().mint(&mut rng), ring.format().mint(&mut rng));
+    let a = key(&mut rng, &first);
+    let b = key(&mut rng, &second);
+    ring.stage_put(a.clone()).unwrap().apply();
+    ring.stage_put(b.clone()).unwrap().apply();
+    assert_eq!(ring.len(), 2);
+    ring.record_usage(a.id(), "GET /x", 200, now);
+
+    // Another writer revoked `a`: the stored record replaces the live one, its usage stays.
+    let mut revoked = a.clone();
+    revoked.revoke(now);
+    ring.stage_put(revoked.clone()).unwrap().apply();
+    assert_eq!(ring.get(a.id()), Some(&revoked));
+    assert!(ring.authenticate(first.expose_secret(), now).is_err());
+    assert_eq!(ring.state(a.id()).unwrap().usage.total_requests(), 1);
+    assert_eq!(ring.unflushed_usage(a.id()).unwrap().total_requests(), 1);
+    assert!(ring.authenticate(second.expose_secret(), now).is_ok());
+
+    // A record holding another key's secret is refused, changing nothing.
+    let mut clash = b.clone();
+    clash.id = a.id();
+    assert_eq!(
+        ring.stage_put(clash).unwrap_err(),
+        KeyringError::DuplicateToken(a.id())
+    );
+    assert_eq!(ring.get(a.id()), Some(&revoked));
+    ring.assert_consistent();
+
+    // Flushed counts leave the unflushed usage, not the state.
+    assert_eq!(ring.flush_usage().len(), 1);
+    assert_eq!(ring.unflushed_usage(a.id()).unwrap().total_requests(), 0);
+    assert_eq!(ring.state(a.id()).unwrap().usage.total_requests(), 1);
+}
+
+#[test]
+fn a_batch_publishes_every_change_at_once() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let shared = SharedKeyring::default();
+    let tokens: Vec<Token> = (0..4)
+        .map(|_| shared.read(|r| r.format().mint(&mut rng)))
+        .collect();
+    let keys: Vec<ApiKey> = tokens.iter().map(|t| key(&mut rng, t)).collect();
+    let before = shared.snapshot();
+    let applied = shared.writer().batch(|ring| {
+        for key in &keys {
+            ring.stage_put(key.clone()).unwrap().apply();
+        }
+        // Staged and dropped: not published.
+        drop(ring.stage_remove(keys[0].id()).unwrap());
+        ring.len()
+    });
+    assert_eq!(applied, 4);
+    assert!(before.is_empty(), "an earlier snapshot never sees a batch");
+    let now = Timestamp::from_unix_seconds(1);
+    for token in &tokens {
+        assert!(shared.authenticate(token.expose_secret(), now).is_ok());
+    }
+    shared.read(Keyring::assert_consistent);
+}

@@ -13,6 +13,15 @@ pub enum StoreError {
     /// constraint or a trigger).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed an operation, or the connection to it failed.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The store did not answer in time (its deadline passed), or cannot be reached at all. A
+    /// write that failed so may or may not have reached the database: retry the same commit
+    /// (commits are idempotent) before applying it.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A write would give two keys the same secret: the token hash (current, or retired during a
     /// rotation grace period) of this key is already another key's.
     #[error("API key {0} has a token hash another stored key already has")]

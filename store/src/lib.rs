@@ -77,11 +77,16 @@
 mod commit;
 mod error;
 mod load;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod rows;
 mod sqlite;
 mod store;
 
 pub use commit::{Commit, Document, DocumentWrite, KeyWrite};
 pub use error::StoreError;
 pub use load::{UsageFlusher, load_keyring, rate_limit_states};
+#[cfg(feature = "postgres")]
+pub use postgres::{CHANNEL, Notice, PG_MIGRATIONS, PgListener, PgOptions, PgStore};
 pub use sqlite::{MIGRATIONS, Migration, SCHEMA_VERSION, SqliteStore};
 pub use store::{KeyStore, StoredKey};

@@ -237,6 +237,10 @@ impl KeyStore for SqliteStore {
         scan::load(&mut self.lock().conn, visit)
     }
 
+    fn load_key(&self, id: KeyId) -> Result<Option<StoredKey>, StoreError> {
+        scan::load_one(&self.lock().conn, id)
+    }
+
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         if commit.is_empty() {
             return Ok(());
@@ -281,9 +285,7 @@ impl KeyStore for SqliteStore {
                 // Read, add, write inside the write transaction: no other replica's flush can
                 // come between, so none is lost.
                 total.absorb(delta);
-                let json = serde_json::to_string(&total).map_err(|error| {
-                    StoreError::corrupt(format!("usage of key {id} does not serialize: {error}"))
-                })?;
+                let json = crate::rows::usage_text(*id, &total)?;
                 write.execute(params![id.as_bytes(), json])?;
             }
             Ok(())

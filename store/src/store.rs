@@ -34,6 +34,11 @@ pub trait KeyStore {
         visit: &mut dyn FnMut(StoredKey) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
+    /// One stored key and its state, or `None` when the store holds no key with this id: what a
+    /// replica reloads when another announces a change, and where the usage totals of every
+    /// replica meet.
+    fn load_key(&self, id: KeyId) -> Result<Option<StoredKey>, StoreError>;
+
     /// Writes `commit` atomically and durably: when it returns `Ok`, the writes survive a crash
     /// or a power loss; when it fails, nothing was written. Deleting a key deletes its usage
     /// and rate-limit state; replacing a record keeps them.

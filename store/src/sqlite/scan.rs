@@ -11,7 +11,7 @@ use keygate::{ApiKeyRecord, KeyId, KeyState, RateLimitState, Usage};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
-use crate::{StoreError, StoredKey};
+use crate::{StoreError, StoredKey, rows};
 
 /// Calls `visit` with every stored key and its state, in no particular order; stops at the
 /// first error (a row's, or the visitor's).
@@ -43,7 +43,7 @@ pub(super) fn load(
             .get_ref(1)?
             .as_i64()
             .map_err(|error| StoreError::corrupt(format!("rate limiter of key {id}: {error}")))?;
-        limits.insert(id, rate_limit_state(id, tat)?);
+        limits.insert(id, rows::rate_limit_state(id, tat)?);
     }
     drop(rows);
     let mut statement = tx.prepare("SELECT id, record FROM keys")?;
@@ -59,27 +59,50 @@ pub(super) fn load(
     Ok(())
 }
 
+/// Key `id` and its state, if stored.
+pub(super) fn load_one(conn: &Connection, id: KeyId) -> Result<Option<StoredKey>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT k.record, u.usage, r.tat FROM keys AS k
+         LEFT JOIN usage AS u ON u.key_id = k.id LEFT JOIN rate_limits AS r ON r.key_id = k.id
+         WHERE k.id = ?1",
+    )?;
+    let mut rows = statement.query([id.as_bytes()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let record = rows::record(id, text(row.get_ref(0)?, "record", id)?)?;
+    let usage = match row.get_ref(1)? {
+        ValueRef::Null => Usage::default(),
+        value => rows::usage(id, text(value, "usage", id)?)?,
+    };
+    let rate_limit = match row.get_ref(2)? {
+        ValueRef::Null => RateLimitState::default(),
+        value => rows::rate_limit_state(
+            id,
+            value.as_i64().map_err(|error| {
+                StoreError::corrupt(format!("rate limiter of key {id}: {error}"))
+            })?,
+        )?,
+    };
+    Ok(Some(StoredKey {
+        record,
+        state: KeyState { usage, rate_limit },
+    }))
+}
+
 /// A row of `keys`, its record parsed straight from SQLite's buffer.
 fn parse_record(row: &Row<'_>) -> Result<(KeyId, ApiKeyRecord), StoreError> {
     let id = key_id(row.get_ref(0)?)?;
-    let record: ApiKeyRecord = serde_json::from_str(text(row.get_ref(1)?, "record", id)?)
-        .map_err(|error| StoreError::corrupt(format!("record of key {id}: {error}")))?;
-    if record.id != id {
-        return Err(StoreError::corrupt(format!(
-            "record of key {id} holds the id {}",
-            record.id
-        )));
-    }
+    let record = rows::record(id, text(row.get_ref(1)?, "record", id)?)?;
     Ok((id, record))
 }
 
 fn key_id(value: ValueRef<'_>) -> Result<KeyId, StoreError> {
-    let bytes = value
-        .as_blob()
-        .map_err(|error| StoreError::corrupt(format!("a key id: {error}")))?;
-    <[u8; 16]>::try_from(bytes)
-        .map(KeyId::from_bytes)
-        .map_err(|_| StoreError::corrupt(format!("a key id of {} bytes", bytes.len())))
+    rows::key_id(
+        value
+            .as_blob()
+            .map_err(|error| StoreError::corrupt(format!("a key id: {error}")))?,
+    )
 }
 
 /// A text column of key `id`'s row, `what` naming it.
@@ -89,14 +112,4 @@ fn text<'v>(value: ValueRef<'v>, what: &str, id: KeyId) -> Result<&'v str, Store
         .map_err(|error| StoreError::corrupt(format!("{what} of key {id}: {error}")))
 }
 
-pub(super) fn parse_usage(id: KeyId, text: &str) -> Result<Usage, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|error| StoreError::corrupt(format!("usage of key {id}: {error}")))
-}
-
-/// The limiter state whose theoretical arrival time is `tat` microseconds. keygate builds one
-/// from a TAT only through serde, whose form takes integer microseconds for any instant.
-fn rate_limit_state(id: KeyId, tat: i64) -> Result<RateLimitState, StoreError> {
-    serde_json::from_value(serde_json::json!({ "tat": tat }))
-        .map_err(|error| StoreError::corrupt(format!("rate limiter of key {id}: {error}")))
-}
+pub(super) use rows::usage as parse_usage;

@@ -11,7 +11,7 @@ use keygate::{
     AccountId, ApiKey, Catalog, IssuedKey, Issuer, KeySpec, Keyring, ProjectId, RateLimit, Scope,
     Staged, Timestamp, Token, TokenFormat, issue,
 };
-use keygate_store::{KeyStore, SqliteStore, load_keyring};
+use keygate_store::{KeyStore, load_keyring};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -114,7 +114,7 @@ pub fn persist_and_apply(
 pub const ENDPOINTS: [&str; 4] = ["GET /a", "GET /b", "GET /recordings", "POST /recordings"];
 
 /// The store loaded into a fresh keyring of the default format.
-pub fn reload(store: &SqliteStore, catalog: &Catalog) -> Keyring {
+pub fn reload(store: &impl KeyStore, catalog: &Catalog) -> Keyring {
     load_keyring(store, catalog, TokenFormat::default()).unwrap()
 }
 
@@ -153,4 +153,52 @@ pub fn cases(default: u32) -> u32 {
         .ok()
         .and_then(|cases| cases.parse().ok())
         .unwrap_or(default)
+}
+
+/// A store on a new, empty PostgreSQL database of the server `KEYGATE_TEST_POSTGRES` names; `None`
+/// (after saying so loudly) when it is unset, which under `CI=true` fails the test instead.
+#[cfg(feature = "postgres")]
+pub fn postgres() -> Option<keygate_store::PgStore> {
+    let url = postgres_database()?;
+    Some(keygate_store::PgStore::connect(&url).unwrap())
+}
+
+/// The URL of a new, empty database on the `KEYGATE_TEST_POSTGRES` server (see [`postgres`]).
+#[cfg(feature = "postgres")]
+pub fn postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("KEYGATE_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "KEYGATE_TEST_POSTGRES is not set under CI=true: the PostgreSQL tests must run \
+             (bash .ci/services.sh start prints it)"
+        );
+        eprintln!("SKIPPED: KEYGATE_TEST_POSTGRES is not set; no PostgreSQL test ran");
+        return None;
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("keygate_test_{}_{nanos}_{serial}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+    });
+    let base = admin.split('?').next().unwrap();
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    Some(format!("{server}/{name}"))
 }
