@@ -253,5 +253,5 @@ pub(crate) async fn key_usage(
     Id(id): Id<KeyId>,
 ) -> Reply {
     let (target, _) = managed(&app, &key, id, ManageOp::Read)?;
-    ok(app.usage(target.id()).unwrap_or_default())
+    ok(app.usage(target.id())?.unwrap_or_default())
 }

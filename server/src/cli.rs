@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use keygate_store::SqliteStore;
+use keygate_store::{PgOptions, PgStore, SqliteStore};
 
-use crate::config::{Command, Config, Database};
+use crate::config::{Command, Config, Database, Env};
 
 /// `--help`.
 pub(crate) const HELP: &str = "\
@@ -37,12 +37,22 @@ OPTIONS:
     --log-format text|json    request logs on standard error (default text)
     --database sqlite:PATH    where to store keys, usage, projects and recordings (default
                               sqlite:keygate.db); sqlite::memory: keeps everything in memory
+                              postgres://USER@HOST:PORT/DB: a PostgreSQL database that several
+                              replicas share, each applying the others' key changes as they commit
     --in-memory               the same as --database sqlite::memory: (gone when it stops)
+    --resync-interval SECONDS on PostgreSQL, how often every key is reloaded whatever the change
+                              notices said: the staleness bound should one be lost (default 30)
+    --redis redis://HOST:PORT rate limits kept in Redis, so that a key's limit holds once across
+                              every replica (default: each replica limits on its own)
+    --redis-on-error closed|local
+                              when Redis cannot be reached: refuse rate-limited requests with
+                              503 (closed, the default) or let each replica limit on its own
     -h, --help                print this help
 
 ENVIRONMENT:
     KEYGATE_ADDR              where to listen, if --addr is not given
     KEYGATE_DATABASE          the database, if --database is not given
+    KEYGATE_REDIS             the Redis server, if --redis is not given
 
 On its first start (a store with no keys) it creates one account-wide API key with read, write
 and delete per account, and prints each once, on a line of its own, in account order; a restart
@@ -59,11 +69,7 @@ Lists take ?limit=N (1-200, default 50) and ?cursor= from the previous page's ne
 /// Runs the server as the command line `args` (without the program name) and the environment
 /// (`KEYGATE_ADDR`, `KEYGATE_DATABASE`) say, until SIGINT or SIGTERM.
 pub async fn run_cli(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let command = Command::parse_with_env(
-        args,
-        std::env::var("KEYGATE_ADDR").ok(),
-        std::env::var("KEYGATE_DATABASE").ok(),
-    );
+    let command = Command::parse_with_env(args, Env::from_process());
     let (addr, log_format, config) = match command {
         Ok(Command::Help) => {
             print!("{HELP}");
@@ -97,12 +103,21 @@ async fn serve(
     config: Config,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let accounts = config.demo_accounts;
-    let store = match &config.database {
-        Database::Memory => SqliteStore::open_in_memory()?,
-        Database::Sqlite(path) => SqliteStore::open(path)
-            .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?,
+    let (state, tokens) = match &config.database {
+        Database::Memory => crate::App::open(config, SqliteStore::open_in_memory()?)?,
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(path)
+                .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?;
+            crate::App::open(config, store)?
+        }
+        Database::Postgres(url) => {
+            let options = PgOptions::default().with_application_name("keygate-server");
+            // The URL may hold a password: the error names the database, not the URL.
+            let store = PgStore::connect_with(&url.0, options)
+                .map_err(|e| format!("cannot open the PostgreSQL database: {e}"))?;
+            crate::App::open_replica(config, store)?
+        }
     };
-    let (state, tokens) = crate::App::open(config, store)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -30,6 +30,16 @@ pub struct Config {
     pub http: HttpConfig,
     /// Where keys, usage, projects and recordings are stored.
     pub database: Database,
+    /// A Redis server (`redis://HOST:PORT`) holding every replica's rate limiters, so that a
+    /// key's limit holds once across all of them; `None`: each replica limits on its own.
+    pub redis: Option<String>,
+    /// What a request gets when Redis cannot be reached: refused (503, the default), or
+    /// decided by this replica's own limiter.
+    pub redis_on_error: RedisOnError,
+    /// On a shared PostgreSQL store: how often a replica reloads every key, whatever notices it
+    /// got. The bound on staleness should a notice ever be lost (see the README's "Running
+    /// several replicas").
+    pub resync_interval: Duration,
 }
 
 /// Where the server stores its state (`--database`, `KEYGATE_DATABASE`).
@@ -39,6 +49,41 @@ pub enum Database {
     Sqlite(PathBuf),
     /// An in-memory SQLite database (`sqlite::memory:`, `--in-memory`): gone when it stops.
     Memory,
+    /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST:PORT/DB`) that several replicas
+    /// share.
+    Postgres(PostgresUrl),
+}
+
+/// What a rate-limited request gets when Redis cannot be reached (`--redis-on-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisOnError {
+    /// Refused with 503: no request goes past a limit nobody can check (`closed`).
+    #[default]
+    FailClosed,
+    /// Decided by this replica's own limiter: each replica then admits up to the whole limit,
+    /// so a key may get up to N times its limit across N replicas while Redis is away (`local`).
+    FallBackToLocal,
+}
+
+/// A PostgreSQL URL; its `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(pub String);
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // postgres://user:secret@host/db -> postgres://user:***@host/db
+        let shown = match self.0.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((user, host)) => match user.split_once(':') {
+                    Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
+                    None => self.0.clone(),
+                },
+                None => self.0.clone(),
+            },
+            None => "(a PostgreSQL connection string)".to_owned(),
+        };
+        f.debug_tuple("PostgresUrl").field(&shown).finish()
+    }
 }
 
 /// The database used when neither `--database` nor `KEYGATE_DATABASE` says another: a file in
@@ -46,13 +91,16 @@ pub enum Database {
 pub const DEFAULT_DATABASE: &str = "sqlite:keygate.db";
 
 impl Database {
-    /// Parses `sqlite:PATH` or `sqlite::memory:`.
+    /// Parses `sqlite:PATH`, `sqlite::memory:` or `postgres://...` (`postgresql://` too).
     pub fn parse(text: &str) -> Result<Database, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(Database::Postgres(PostgresUrl(text.to_owned())));
+        }
         match text.strip_prefix("sqlite:") {
             Some(":memory:") => Ok(Database::Memory),
             Some(path) if !path.is_empty() => Ok(Database::Sqlite(PathBuf::from(path))),
             _ => Err(format!(
-                "--database is sqlite:PATH or sqlite::memory:; got {text:?}"
+                "--database is sqlite:PATH, sqlite::memory: or postgres://USER@HOST:PORT/DB; got {text:?}"
             )),
         }
     }
@@ -73,6 +121,9 @@ impl Default for Config {
             purge_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
             database: Database::default(),
+            redis: None,
+            redis_on_error: RedisOnError::FailClosed,
+            resync_interval: Duration::from_secs(30),
         }
     }
 }
@@ -161,6 +212,9 @@ impl Config {
         if self.purge_interval.is_zero() {
             problems.push("purge interval must be more than 0".to_owned());
         }
+        if self.resync_interval.is_zero() {
+            problems.push("resync interval must be more than 0".to_owned());
+        }
         problems
     }
 }
@@ -199,24 +253,29 @@ impl Command {
     where
         I: IntoIterator<Item = String>,
     {
-        Self::parse_with_env(args, env_addr, None)
+        Self::parse_with_env(
+            args,
+            Env {
+                addr: env_addr,
+                ..Env::default()
+            },
+        )
     }
 
-    /// [`Command::parse`], with `KEYGATE_DATABASE` too (`env_database`), if set.
-    pub fn parse_with_env<I>(
-        args: I,
-        env_addr: Option<String>,
-        env_database: Option<String>,
-    ) -> Result<Command, String>
+    /// [`Command::parse`], with the environment's settings under the command line's.
+    pub fn parse_with_env<I>(args: I, env: Env) -> Result<Command, String>
     where
         I: IntoIterator<Item = String>,
     {
-        let mut addr = env_addr;
+        let mut addr = env.addr;
         let mut log_format = LogFormat::Text;
         let mut config = Config::default();
-        if let Some(text) = env_database {
+        if let Some(text) = env.database {
             config.database =
                 Database::parse(&text).map_err(|e| format!("KEYGATE_DATABASE: {e}"))?;
+        }
+        if let Some(text) = env.redis {
+            config.redis = Some(parse_redis(&text).map_err(|e| format!("KEYGATE_REDIS: {e}"))?);
         }
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -254,6 +313,36 @@ impl Command {
             log_format,
             config: Box::new(config),
         })
+    }
+}
+
+/// The settings the environment may give (each under the command line's flag).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    /// `KEYGATE_ADDR`.
+    pub addr: Option<String>,
+    /// `KEYGATE_DATABASE`.
+    pub database: Option<String>,
+    /// `KEYGATE_REDIS`.
+    pub redis: Option<String>,
+}
+
+impl Env {
+    /// The process's environment.
+    pub fn from_process() -> Self {
+        Self {
+            addr: std::env::var("KEYGATE_ADDR").ok(),
+            database: std::env::var("KEYGATE_DATABASE").ok(),
+            redis: std::env::var("KEYGATE_REDIS").ok(),
+        }
+    }
+}
+
+fn parse_redis(text: &str) -> Result<String, String> {
+    if text.starts_with("redis://") && text.len() > "redis://".len() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("--redis is redis://HOST:PORT; got {text:?}"))
     }
 }
 
@@ -300,6 +389,19 @@ fn apply(
         }
         "--shutdown-grace" => config.http.shutdown_grace = seconds()?,
         "--database" => config.database = Database::parse(value)?,
+        "--redis" => config.redis = Some(parse_redis(value)?),
+        "--redis-on-error" => {
+            config.redis_on_error = match value {
+                "closed" => RedisOnError::FailClosed,
+                "local" => RedisOnError::FallBackToLocal,
+                _ => {
+                    return Err(format!(
+                        "--redis-on-error is closed or local; got {value:?}"
+                    ));
+                }
+            }
+        }
+        "--resync-interval" => config.resync_interval = seconds()?,
         "--log-format" => {
             *log_format = match value {
                 "text" => LogFormat::Text,
@@ -373,6 +475,51 @@ mod tests {
     }
 
     #[test]
+    fn replicas_take_postgres_and_redis_from_flags_or_the_environment() {
+        let url = "postgres://keygate:hunter2@db:5432/keys";
+        let args = ["--database", url, "--redis", "redis://cache:6379"];
+        let Ok(Command::Serve { config, .. }) = parse(&args) else {
+            panic!("postgres and redis parse");
+        };
+        assert_eq!(
+            config.database,
+            Database::Postgres(PostgresUrl(url.to_owned()))
+        );
+        assert_eq!(config.redis.as_deref(), Some("redis://cache:6379"));
+        assert_eq!(config.redis_on_error, RedisOnError::FailClosed);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://keygate:***@db:5432/keys"),
+            "{shown}"
+        );
+
+        let env = Env {
+            database: Some(url.to_owned()),
+            redis: Some("redis://env:1".to_owned()),
+            ..Env::default()
+        };
+        let flags = ["--redis", "redis://flag:2", "--redis-on-error", "local"];
+        let Ok(Command::Serve { config, .. }) =
+            Command::parse_with_env(flags.map(str::to_owned), env)
+        else {
+            panic!("the environment parses");
+        };
+        assert!(matches!(config.database, Database::Postgres(_)));
+        assert_eq!(
+            config.redis.as_deref(),
+            Some("redis://flag:2"),
+            "the flag wins"
+        );
+        assert_eq!(config.redis_on_error, RedisOnError::FallBackToLocal);
+        let bad = Env {
+            redis: Some("cache:6379".to_owned()),
+            ..Env::default()
+        };
+        assert!(Command::parse_with_env(Vec::<String>::new(), bad).is_err());
+    }
+
+    #[test]
     fn refusals() {
         for args in [
             &["--header-timeout", "11"][..],
@@ -386,7 +533,10 @@ mod tests {
             &["--addr", "nowhere"],
             &["--addr"],
             &["--bogus", "1"],
-            &["--database", "postgres://x"],
+            &["--database", "mysql://x"],
+            &["--redis", "localhost:6379"],
+            &["--redis-on-error", "open"],
+            &["--resync-interval", "0"],
             &["--database", "sqlite:"],
             &["stray"],
         ] {

@@ -33,6 +33,7 @@ mod page;
 mod planted;
 mod projects;
 mod recordings;
+mod replica;
 mod reply;
 mod serve;
 mod state;
@@ -45,8 +46,8 @@ use axum::routing::{MethodRouter, get, post};
 
 pub use cli::run_cli;
 pub use config::{
-    Command, Config, DEFAULT_ADDR, DEFAULT_DATABASE, Database, HttpConfig, Limits, LogFormat,
-    MAX_DEMO_ACCOUNTS, MAX_HEADER_READ_TIMEOUT,
+    Command, Config, DEFAULT_ADDR, DEFAULT_DATABASE, Database, Env, HttpConfig, Limits, LogFormat,
+    MAX_DEMO_ACCOUNTS, MAX_HEADER_READ_TIMEOUT, PostgresUrl, RedisOnError,
 };
 pub use page::{DEFAULT_LIMIT, MAX_LIMIT};
 #[cfg(feature = "planted-escalation")]

@@ -61,6 +61,14 @@ pub async fn serve(
     let (stop, stopped) = watch::channel(false);
     let purge = tokio::spawn(purge_keys(state.clone(), stopped.clone()));
     let flush = tokio::spawn(flush_usage(state.clone(), stopped.clone()));
+    let changes = crate::state::lock(&state.changes).take();
+    let follow = changes.map(|changes| {
+        tokio::spawn(crate::replica::follow(
+            state.clone(),
+            changes,
+            stopped.clone(),
+        ))
+    });
     let mut shutdown = pin!(shutdown);
     let mut warned_at: Option<Instant> = None;
     loop {
@@ -122,6 +130,9 @@ pub async fn serve(
     }
     purge.abort();
     flush.abort();
+    if let Some(follow) = follow {
+        follow.abort();
+    }
     // The usage counted during the drain too.
     flush_now(&state);
     Ok(())

@@ -25,7 +25,7 @@ use keygate::{
     Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, RetryAfter, Scope,
     SharedKeyring, Timestamp, Token, Usage, issue,
 };
-use keygate_store::{Commit, KeyStore, SqliteStore, UsageFlusher};
+use keygate_store::{Commit, KeyStore, SqliteStore, StoredKey, UsageFlusher};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -50,9 +50,12 @@ pub struct App {
     /// only after a change is applied, under the keyring's writer.
     by_account: RwLock<HashMap<AccountId, BTreeSet<KeyId>>>,
     data: Mutex<Data>,
-    store: SqliteStore,
+    store: Box<dyn KeyStore + Send + Sync>,
     /// Usage counted but not yet in the store (kept across a failed flush, retried next time).
     usage: Mutex<UsageFlusher>,
+    /// Other replicas' changes, on a shared PostgreSQL store: taken by [`serve`](crate::serve),
+    /// which applies them as they come (see [`crate::replica`]).
+    pub(crate) changes: Mutex<Option<keygate_store::PgListener>>,
 }
 
 /// The document kind of a project in the store.
@@ -217,7 +220,29 @@ impl App {
     /// keys it printed before still work.
     pub fn open(
         config: Config,
-        store: SqliteStore,
+        store: impl KeyStore + Send + Sync + 'static,
+    ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
+        Self::open_boxed(config, Box::new(store), None)
+    }
+
+    /// A replica on a PostgreSQL store that other replicas share: [`App::open`], and once served,
+    /// it applies every key, project and recording change another replica commits, within
+    /// milliseconds (the store's notices), and reloads everything after a lost connection and
+    /// every `config.resync_interval` (see [`crate::replica`]).
+    pub fn open_replica(
+        config: Config,
+        store: keygate_store::PgStore,
+    ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
+        // Listening before loading: a change committed meanwhile is noticed (and the listener's
+        // first notice is a resync anyway).
+        let changes = store.listen(crate::replica::RECONNECT_EVERY);
+        Self::open_boxed(config, Box::new(store), Some(changes))
+    }
+
+    fn open_boxed(
+        config: Config,
+        store: Box<dyn KeyStore + Send + Sync>,
+        changes: Option<keygate_store::PgListener>,
     ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
         let problems = config.problems();
         if !problems.is_empty() {
@@ -229,8 +254,8 @@ impl App {
         let delete = Action::named(&catalog, "delete")?;
         let format = Keyring::default().format().clone();
         // Usage is counted per route: an index into per-key atomic counters, no string built.
-        let ring =
-            keygate_store::load_keyring(&store, &catalog, format)?.with_endpoints(crate::ENDPOINTS);
+        let ring = keygate_store::load_keyring(&*store, &catalog, format)?
+            .with_endpoints(crate::ENDPOINTS);
         let mut by_account: HashMap<AccountId, BTreeSet<KeyId>> = HashMap::new();
         for key in ring.iter() {
             by_account
@@ -239,7 +264,7 @@ impl App {
                 .insert(key.id());
         }
         let empty = ring.is_empty();
-        let data = load_data(&store)?;
+        let data = load_data(&*store)?;
         let app = App {
             config,
             catalog,
@@ -251,6 +276,7 @@ impl App {
             data: Mutex::new(data),
             store,
             usage: Mutex::new(UsageFlusher::default()),
+            changes: Mutex::new(changes),
         };
         let mut tokens = Vec::new();
         if empty {
@@ -396,9 +422,143 @@ impl App {
         Ok(())
     }
 
-    /// A key's usage so far.
-    pub(crate) fn usage(&self, id: KeyId) -> Option<Usage> {
-        self.keys.snapshot().state(id).map(|s| s.usage)
+    /// A key's usage so far, counted by every replica sharing the store: the store's total, plus
+    /// what this replica counted and has not yet written (a failed flush keeps it pending).
+    /// Another replica's last seconds of counts show once it flushes them. `None`: no such key;
+    /// `Err`: the store could not be read (503).
+    pub(crate) fn usage(&self, id: KeyId) -> Result<Option<Usage>, ApiError> {
+        // Under the flusher's lock, counts are in exactly one place: the store's total, the
+        // flusher's pending deltas, or the keyring's counters.
+        let flusher = lock(&self.usage);
+        let Some(mut usage) = self.keys.read(|ring| ring.unflushed_usage(id)) else {
+            return Ok(None);
+        };
+        if let Some(pending) = flusher.pending_usage(id) {
+            usage.absorb(pending);
+        }
+        match self.store.load_key(id) {
+            Ok(Some(StoredKey { state, .. })) => usage.absorb(&state.usage),
+            // Removed from the store an instant ago: what is counted here is all there is.
+            Ok(None) => {}
+            Err(error) => {
+                store_failed("read a key's usage", &error);
+                return Err(unavailable());
+            }
+        }
+        Ok(Some(usage))
+    }
+
+    // --- replication -------------------------------------------------------------------------
+
+    /// Makes the keys with these ids what the store holds (another replica changed them):
+    /// loaded under the keyring's writer, so that no local change can come between the read and
+    /// the apply, and applied in one batch. Returns how many keys changed here.
+    pub(crate) fn sync_keys(&self, ids: &[KeyId]) -> Result<usize, keygate_store::StoreError> {
+        let mut writer = self.keys.writer();
+        let current = writer.keyring();
+        let mut changes = Vec::new();
+        for id in ids {
+            let stored = match self.store.load_key(*id)? {
+                Some(stored) => Some(self.key_of(stored)?),
+                None => None,
+            };
+            if current.get(*id) != stored.as_ref() {
+                changes.push((*id, stored));
+            }
+        }
+        Ok(self.apply_synced(&mut writer, changes))
+    }
+
+    /// Makes every key what the store holds: after a lost connection, and periodically, in case
+    /// a notice was lost. Returns how many keys changed here.
+    pub(crate) fn resync_keys(&self) -> Result<usize, keygate_store::StoreError> {
+        let mut writer = self.keys.writer();
+        let current = writer.keyring();
+        let mut changes = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(current.len());
+        let catalog = &self.catalog;
+        self.store.load_keys(&mut |stored| {
+            let id = stored.record.id;
+            let key = ApiKey::from_record(stored.record, catalog)
+                .map_err(|error| keygate_store::StoreError::UnknownPermission { key: id, error })?;
+            seen.insert(id);
+            if current.get(id) != Some(&key) {
+                changes.push((id, Some(key)));
+            }
+            Ok(())
+        })?;
+        changes.extend(
+            current
+                .iter()
+                .filter(|key| !seen.contains(&key.id()))
+                .map(|key| (key.id(), None)),
+        );
+        Ok(self.apply_synced(&mut writer, changes))
+    }
+
+    fn key_of(&self, stored: StoredKey) -> Result<ApiKey, keygate_store::StoreError> {
+        let id = stored.record.id;
+        ApiKey::from_record(stored.record, &self.catalog)
+            .map_err(|error| keygate_store::StoreError::UnknownPermission { key: id, error })
+    }
+
+    /// Applies stored versions (`None`: removed) in one batch, and the id index with them.
+    fn apply_synced(
+        &self,
+        writer: &mut keygate::Writer<'_>,
+        changes: Vec<(KeyId, Option<ApiKey>)>,
+    ) -> usize {
+        if changes.is_empty() {
+            return 0;
+        }
+        let (applied, index) = writer.batch(|ring| {
+            let mut applied = 0usize;
+            let mut index = Vec::new();
+            for (id, stored) in changes {
+                let before = ring.get(id).map(ApiKey::account);
+                let staged = match &stored {
+                    Some(key) => ring.stage_put(key.clone()),
+                    None => ring.stage_remove(id),
+                };
+                match staged {
+                    Ok(staged) => {
+                        let _ = staged.apply();
+                        applied = applied.saturating_add(1);
+                        index.push((id, before, stored.as_ref().map(ApiKey::account)));
+                    }
+                    // The store refuses what the keyring would (shared secrets), so this is a
+                    // store changed by hand: keep the key as it was here, and say so.
+                    Err(error) => {
+                        tracing::error!(key = %id, %error, "a stored key cannot be applied here");
+                    }
+                }
+            }
+            (applied, index)
+        });
+        let mut by_account = write(&self.by_account);
+        for (id, before, after) in index {
+            if let Some(account) = before
+                && let Some(ids) = by_account.get_mut(&account)
+            {
+                ids.remove(&id);
+            }
+            if let Some(account) = after {
+                by_account.entry(account).or_default().insert(id);
+            }
+        }
+        applied
+    }
+
+    /// Reloads every project and recording from the store (another replica changed one).
+    pub(crate) fn reload_documents(&self) -> Result<(), keygate_store::StoreError> {
+        let mut data = lock(&self.data);
+        let fresh = load_data(&*self.store)?;
+        // Ids stay ahead of every id this replica handed out, even one whose commit is not back.
+        let (next_project, next_recording) = (data.next_project, data.next_recording);
+        *data = fresh;
+        data.next_project = data.next_project.max(next_project);
+        data.next_recording = data.next_recording.max(next_recording);
+        Ok(())
     }
 
     /// Counts a request against the key's rate limit and every rate-limited ancestor's (atomic
@@ -467,7 +627,7 @@ impl App {
     /// store. A crash loses what was counted since the last flush, never a key change.
     pub(crate) fn flush_usage(&self) -> Result<usize, keygate_store::StoreError> {
         let ring = self.keys.snapshot();
-        let flushed = lock(&self.usage).flush(&self.store, &ring)?;
+        let flushed = lock(&self.usage).flush(&*self.store, &ring)?;
         self.store
             .save_rate_limits(&keygate_store::rate_limit_states(&ring))?;
         Ok(flushed)
@@ -639,7 +799,7 @@ fn put_recording(
 }
 
 /// The stored projects and recordings, and the next ids: one past the largest stored.
-fn load_data(store: &SqliteStore) -> Result<Data, keygate_store::StoreError> {
+fn load_data(store: &dyn KeyStore) -> Result<Data, keygate_store::StoreError> {
     let mut data = Data {
         next_project: 1,
         next_recording: 1,
@@ -680,6 +840,6 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -169,6 +169,11 @@ impl UsageFlusher {
         Ok(batch.len())
     }
 
+    /// The delta of key `id` waiting for a successful flush, if any.
+    pub fn pending_usage(&self, id: KeyId) -> Option<&Usage> {
+        self.pending.get(&id)
+    }
+
     /// How many keys have deltas waiting for a successful flush.
     pub fn pending(&self) -> usize {
         self.pending.len()

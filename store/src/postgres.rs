@@ -690,6 +690,11 @@ impl PgListener {
     pub async fn recv(&mut self) -> Option<Notice> {
         self.notices.recv().await
     }
+
+    /// A notice that is already waiting, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<Notice> {
+        self.notices.try_recv().ok()
+    }
 }
 
 impl Drop for PgListener {

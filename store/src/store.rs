@@ -26,7 +26,7 @@ pub struct StoredKey {
 /// | start-up | [`load_keyring`](crate::load_keyring) (which calls [`load_keys`](Self::load_keys)), [`load_documents`](Self::load_documents) per kind |
 /// | a key change (and documents with it) | [`commit`](Self::commit) / [`persist`](Self::persist), durable before it returns, then apply |
 /// | every few seconds | [`add_usage`](Self::add_usage) (through a [`UsageFlusher`](crate::UsageFlusher)), [`save_rate_limits`](Self::save_rate_limits) |
-pub trait KeyStore {
+pub trait KeyStore: core::fmt::Debug {
     /// Calls `visit` with every stored key, in no particular order, and stops at the first
     /// error (its own, or the visitor's).
     fn load_keys(
