@@ -91,6 +91,23 @@ fn shared_request(keys: &SharedKeyring, f: &Fixture, token: &str, now: Timestamp
     decision
 }
 
+/// The same request inside one [`SharedKeyring::read`]: one snapshot load for the whole request,
+/// no guard handed out, the way a server's middleware can run it.
+fn shared_read_request(keys: &SharedKeyring, f: &Fixture, token: &str, now: Timestamp) -> Decision {
+    keys.read(|ring| {
+        let Ok(key) = ring.authenticate(token, now) else {
+            return Decision::Deny(keygate::Deny::UnknownKey);
+        };
+        let id = key.id();
+        if ring.check_rate_limit(id, now).is_err() {
+            return Decision::Deny(keygate::Deny::UnknownKey);
+        }
+        let decision = ring.authorize_key(key, f.read, &f.resource, now);
+        ring.record_usage(id, ENDPOINT, 200, now);
+        decision
+    })
+}
+
 /// The same request under a read lock of an `RwLock<Keyring>`.
 fn locked_request(keys: &RwLock<Keyring>, f: &Fixture, token: &str, now: Timestamp) -> Decision {
     let ring = keys.read().expect("not poisoned");
@@ -157,6 +174,19 @@ fn bench(c: &mut Criterion) {
                     let keys = Arc::clone(&keys);
                     run_threads(n, iters, &f, move |f, token, now| {
                         shared_request(&keys, f, token, now)
+                    })
+                });
+            },
+        );
+        let keys = Arc::clone(&shared);
+        group.bench_with_input(
+            BenchmarkId::new("SharedKeyring::read", threads),
+            &threads,
+            |b, &n| {
+                b.iter_custom(|iters| {
+                    let keys = Arc::clone(&keys);
+                    run_threads(n, iters, &f, move |f, token, now| {
+                        shared_read_request(&keys, f, token, now)
                     })
                 });
             },

@@ -37,6 +37,10 @@ use crate::recordings::Recording;
 /// requests get the lock between steps.
 pub(crate) const PURGE_BATCH: usize = 32;
 
+/// How many ids a new project or recording tries when other replicas sharing the store took
+/// them first (each try is one commit that writes nothing).
+const NEW_ID_ATTEMPTS: usize = 64;
+
 /// Everything the server holds.
 #[derive(Debug)]
 pub struct App {
@@ -682,18 +686,29 @@ impl App {
             }
             .into());
         }
-        let id = data.next_project;
-        let project = make(id);
-        let mut commit = Commit::new();
-        put_project(&mut commit, account, &project).map_err(unserializable)?;
-        self.store.commit(&commit).map_err(|error| {
-            store_failed("store a project", &error);
-            unavailable()
-        })?;
-        // 2⁶⁴ projects are out of reach; saturating keeps the arithmetic panic-free.
-        data.next_project = id.saturating_add(1);
-        records.projects.insert(id, project.clone());
-        Ok(project)
+        let mut project = make(data.next_project);
+        for _ in 0..NEW_ID_ATTEMPTS {
+            let mut commit = Commit::new();
+            create_project(&mut commit, account, &project).map_err(unserializable)?;
+            match self.store.commit(&commit) {
+                Ok(()) => {
+                    // 2⁶⁴ projects are out of reach; saturating keeps the arithmetic panic-free.
+                    data.next_project = project.id.saturating_add(1);
+                    records.projects.insert(project.id, project.clone());
+                    return Ok(project);
+                }
+                // Another replica took the id an instant ago (its notice is on the way).
+                Err(keygate_store::StoreError::DocumentExists { .. }) => {
+                    project.id = project.id.saturating_add(1);
+                }
+                Err(error) => {
+                    store_failed("store a project", &error);
+                    return Err(unavailable());
+                }
+            }
+        }
+        tracing::error!("no free project id after {NEW_ID_ATTEMPTS} attempts");
+        Err(unavailable())
     }
 
     /// Adds a recording made by `make` from its new id to an existing project of the account:
@@ -720,21 +735,32 @@ impl App {
                 "Recording limit reached",
             ));
         }
-        let id = data.next_recording;
-        let recording = make(id);
+        let mut recording = make(data.next_recording);
         let mut counted = project.clone();
         counted.recordings_count = counted.recordings_count.saturating_add(1);
-        let mut commit = Commit::new();
-        put_project(&mut commit, account, &counted).map_err(unserializable)?;
-        put_recording(&mut commit, account, &recording).map_err(unserializable)?;
-        self.store.commit(&commit).map_err(|error| {
-            store_failed("store a recording", &error);
-            unavailable()
-        })?;
-        *project = counted;
-        data.next_recording = id.saturating_add(1);
-        records.recordings.insert(id, recording.clone());
-        Ok(Some(recording))
+        for _ in 0..NEW_ID_ATTEMPTS {
+            let mut commit = Commit::new();
+            put_project(&mut commit, account, &counted).map_err(unserializable)?;
+            create_recording(&mut commit, account, &recording).map_err(unserializable)?;
+            match self.store.commit(&commit) {
+                Ok(()) => {
+                    *project = counted;
+                    data.next_recording = recording.id.saturating_add(1);
+                    records.recordings.insert(recording.id, recording.clone());
+                    return Ok(Some(recording));
+                }
+                // Another replica took the id an instant ago (its notice is on the way).
+                Err(keygate_store::StoreError::DocumentExists { .. }) => {
+                    recording.id = recording.id.saturating_add(1);
+                }
+                Err(error) => {
+                    store_failed("store a recording", &error);
+                    return Err(unavailable());
+                }
+            }
+        }
+        tracing::error!("no free recording id after {NEW_ID_ATTEMPTS} attempts");
+        Err(unavailable())
     }
 }
 
@@ -783,6 +809,33 @@ fn put_project(
         project: project.clone(),
     };
     commit.put_document(PROJECT, &project.id.to_string(), &stored)
+}
+
+/// A new project: created only if no replica created one with its id first.
+fn create_project(
+    commit: &mut Commit,
+    account: AccountId,
+    project: &Project,
+) -> Result<(), keygate_store::StoreError> {
+    let stored = StoredProject {
+        account,
+        project: project.clone(),
+    };
+    commit.create_document(PROJECT, &project.id.to_string(), &stored)
+}
+
+/// A new recording: created only if no replica created one with its id first.
+fn create_recording(
+    commit: &mut Commit,
+    account: AccountId,
+    recording: &Recording,
+) -> Result<(), keygate_store::StoreError> {
+    let stored = StoredRecording {
+        account,
+        recording: recording.clone(),
+        transcription: recording.transcription.clone(),
+    };
+    commit.create_document(RECORDING, &recording.id.to_string(), &stored)
 }
 
 fn put_recording(

@@ -368,3 +368,47 @@ fn a_replica_cut_off_from_the_database_catches_up_when_it_is_back() {
     let (_, fresh) = b.create_key(&root, json!({"name": "after", "permissions": ["read"]}));
     wait_for(|| a.me(&fresh) == 200).expect("B's new key reaches A");
 }
+
+#[test]
+fn replicas_creating_projects_at_once_lose_none() {
+    let Some(database) = fresh_database() else {
+        return;
+    };
+    let a = Replica::start(&database, &[]);
+    let root = a.bootstrap.clone().unwrap();
+    let b = Replica::start(&database, &[]);
+    let per_replica = 20;
+    let made: Vec<Vec<u64>> = thread::scope(|scope| {
+        [&a, &b]
+            .map(|replica| {
+                let root = &root;
+                scope.spawn(move || {
+                    (0..per_replica)
+                        .map(|n| {
+                            let (status, body) = replica.call(
+                                "POST",
+                                "/projects",
+                                root,
+                                Some(json!({"name": format!("p{n}"), "language": "en"})),
+                            );
+                            assert_eq!(status, 201, "{body}");
+                            body["data"]["id"].as_u64().unwrap()
+                        })
+                        .collect()
+                })
+            })
+            .map(|made| made.join().unwrap())
+            .into()
+    });
+    let mut ids: Vec<u64> = made.concat();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2 * per_replica, "every project has its own id");
+    let count = |replica: &Replica| {
+        let (status, body) = replica.call("GET", "/projects?limit=200", &root, None);
+        assert_eq!(status, 200, "{body}");
+        body["data"].as_array().unwrap().len()
+    };
+    wait_for(|| count(&a) == 2 * per_replica && count(&b) == 2 * per_replica)
+        .expect("both replicas list every project");
+}

@@ -27,6 +27,18 @@ pub enum DocumentWrite {
         /// Its JSON text.
         json: String,
     },
+    /// Insert the document `(kind, id)` with this JSON text, which must not exist yet: the commit
+    /// fails with [`StoreError::DocumentExists`], writing nothing, if it does. How replicas
+    /// sharing a store keep from overwriting each other's new documents when they pick the same
+    /// id.
+    Create {
+        /// The document's kind.
+        kind: String,
+        /// Its id within the kind.
+        id: String,
+        /// Its JSON text.
+        json: String,
+    },
     /// Delete the document `(kind, id)`, if it exists.
     Delete {
         /// The document's kind.
@@ -109,6 +121,27 @@ impl Commit {
             error,
         })?;
         self.documents.push(DocumentWrite::Put {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            json,
+        });
+        Ok(())
+    }
+
+    /// Adds the creation of document `(kind, id)` with `value` serialized as JSON: the whole commit
+    /// fails with [`StoreError::DocumentExists`] if the document exists already.
+    pub fn create_document<T: Serialize + ?Sized>(
+        &mut self,
+        kind: &str,
+        id: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(value).map_err(|error| StoreError::Document {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            error,
+        })?;
+        self.documents.push(DocumentWrite::Create {
             kind: kind.to_owned(),
             id: id.to_owned(),
             json,

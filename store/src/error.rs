@@ -65,6 +65,15 @@ pub enum StoreError {
         /// What serde said.
         error: serde_json::Error,
     },
+    /// A commit creating a document ([`Commit::create_document`](crate::Commit::create_document))
+    /// found it already there (another replica created it first); nothing was written.
+    #[error("document {kind}/{id} exists already")]
+    DocumentExists {
+        /// The document's kind.
+        kind: String,
+        /// Its id.
+        id: String,
+    },
     /// The database was written by a newer version of this crate (its schema version is past the
     /// last migration this version knows): refusing it beats misreading it.
     #[error("database schema version {found} is newer than this build knows ({known})")]

@@ -339,6 +339,7 @@ enum Write {
         kind: String,
         id: String,
         json: Option<String>,
+        create: bool,
     },
 }
 
@@ -371,15 +372,17 @@ impl Write {
             }
         }
         for write in commit.document_writes() {
-            let (kind, id, json) = match write {
-                DocumentWrite::Put { kind, id, json } => (kind, id, Some(json.clone())),
-                DocumentWrite::Delete { kind, id } => (kind, id, None),
+            let (kind, id, json, create) = match write {
+                DocumentWrite::Put { kind, id, json } => (kind, id, Some(json.clone()), false),
+                DocumentWrite::Create { kind, id, json } => (kind, id, Some(json.clone()), true),
+                DocumentWrite::Delete { kind, id } => (kind, id, None, false),
             };
             notices.push(format!("doc:{kind}/{id}"));
             writes.push(Write::Document {
                 kind: kind.clone(),
                 id: id.clone(),
                 json,
+                create,
             });
         }
         Ok((writes, notices))
@@ -423,7 +426,27 @@ async fn commit_writes(
                 tx.execute("DELETE FROM keys WHERE id = $1", &[&id.as_slice()])
                     .await?;
             }
-            Write::Document { kind, id, json } => match json {
+            Write::Document {
+                kind,
+                id,
+                json,
+                create: true,
+            } => {
+                let created = tx
+                    .execute(
+                        "INSERT INTO documents (kind, id, json) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING",
+                        &[kind, id, json],
+                    )
+                    .await?;
+                if created == 0 {
+                    return Err(StoreError::DocumentExists {
+                        kind: kind.clone(),
+                        id: id.clone(),
+                    });
+                }
+            }
+            Write::Document { kind, id, json, .. } => match json {
                 Some(json) => {
                     tx.execute(
                         "INSERT INTO documents (kind, id, json) VALUES ($1, $2, $3)

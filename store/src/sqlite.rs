@@ -219,12 +219,27 @@ fn write_documents(tx: &Transaction<'_>, writes: &[DocumentWrite]) -> Result<(),
         "INSERT INTO documents (kind, id, json) VALUES (?1, ?2, ?3)
          ON CONFLICT (kind, id) DO UPDATE SET json = excluded.json",
     )?;
+    let mut create = tx.prepare(
+        "INSERT INTO documents (kind, id, json) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
     let mut delete = tx.prepare("DELETE FROM documents WHERE kind = ?1 AND id = ?2")?;
     for write in writes {
         match write {
-            DocumentWrite::Put { kind, id, json } => put.execute(params![kind, id, json])?,
-            DocumentWrite::Delete { kind, id } => delete.execute(params![kind, id])?,
-        };
+            DocumentWrite::Put { kind, id, json } => {
+                put.execute(params![kind, id, json])?;
+            }
+            DocumentWrite::Create { kind, id, json } => {
+                if create.execute(params![kind, id, json])? == 0 {
+                    return Err(StoreError::DocumentExists {
+                        kind: kind.clone(),
+                        id: id.clone(),
+                    });
+                }
+            }
+            DocumentWrite::Delete { kind, id } => {
+                delete.execute(params![kind, id])?;
+            }
+        }
     }
     Ok(())
 }

@@ -54,6 +54,7 @@ on_every_backend!(
     no_two_keys_share_a_secret_retired_ones_included,
     a_commit_can_be_retried,
     load_key_reads_one_key_and_its_state,
+    creating_a_document_that_exists_fails_and_writes_nothing,
 );
 
 fn every_kind_of_change_survives_a_reload<S: KeyStore>(store: &S) {
@@ -495,5 +496,30 @@ fn load_key_reads_one_key_and_its_state<S: KeyStore>(store: &S) {
     let plain = store.load_key(other.id()).unwrap().unwrap();
     assert_eq!(plain.state, keygate::KeyState::default());
     persist_and_apply(store, &catalog, live.stage_remove(key.id()).unwrap());
+    assert!(store.load_key(key.id()).unwrap().is_none());
+}
+
+fn creating_a_document_that_exists_fails_and_writes_nothing<S: KeyStore>(store: &S) {
+    let mut world = World::new(10);
+    let catalog = world.catalog.clone();
+    let mut live = Keyring::default();
+    let mut first = Commit::new();
+    first.create_document("project", "1", &"first").unwrap();
+    store.commit(&first).unwrap();
+
+    // A second replica picked the same id: its whole commit (a key with it) is refused.
+    let key = world.issue("with the document", None);
+    let staged = live.stage_insert(key.clone()).unwrap();
+    let mut second = Commit::of_change(&catalog, staged.change());
+    second.create_document("project", "1", &"second").unwrap();
+    second.put_document("project", "2", &"also second").unwrap();
+    assert!(matches!(
+        store.commit(&second),
+        Err(StoreError::DocumentExists { kind, id }) if kind == "project" && id == "1"
+    ));
+    drop(staged);
+    let projects = store.load_documents("project").unwrap();
+    assert_eq!(projects.len(), 1, "nothing of the refused commit");
+    assert_eq!(projects[0].parse::<String>().unwrap(), "first");
     assert!(store.load_key(key.id()).unwrap().is_none());
 }
