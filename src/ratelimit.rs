@@ -151,36 +151,41 @@ impl RateLimit {
     /// truncated interval would let `requests + 1` through in some windows (3 per second would
     /// space requests 333 333 us apart, and 4 of them fit in one second once the burst is spent).
     /// Rounding up errs on the side of refusing; it is at least 1 us.
-    fn interval_micros(&self) -> i64 {
+    ///
+    /// Public, with [`tolerance_micros`](Self::tolerance_micros), for limiters that keep the
+    /// state elsewhere (keygate-store's Redis limiter) and must do the same arithmetic.
+    pub fn interval_micros(&self) -> i64 {
         let period = i64::from(self.period_seconds) * 1_000_000;
         let requests = i64::from(self.requests);
         // No overflow: period <= u32::MAX * 10^6 < 2^63 - requests.
         ((period + requests - 1) / requests).max(1)
     }
 
+    /// How far ahead of its theoretical arrival time a request may come, in microseconds:
+    /// `interval * (burst - 1)`, saturating at `i64::MAX`.
+    pub fn tolerance_micros(&self) -> i64 {
+        self.interval_micros()
+            .saturating_mul(i64::from(self.burst) - 1)
+    }
+
     /// Admits the request at `now` (and records it), or says when to retry. Pure: the outcome
     /// depends only on `self`, `state` and `now`.
     pub fn check(&self, state: &mut RateLimitState, now: Timestamp) -> Result<(), RetryAfter> {
         let interval = self.interval_micros();
-        let tolerance = interval.saturating_mul(i64::from(self.burst) - 1);
+        let tolerance = self.tolerance_micros();
         let tat = state.tat.unwrap_or(now).unix_micros();
         let earliest = tat.saturating_sub(tolerance);
         let now_micros = now.unix_micros();
         if earliest > now_micros {
-            return Err(RetryAfter {
-                at: Timestamp::from_unix_micros(earliest),
-                // abs_diff, not `-`: with `now` near i64::MIN the difference overflows i64, and
-                // overflow checks are on in release builds, so `-` would panic on caller input.
-                wait: Duration::from_micros(earliest.abs_diff(now_micros)),
-            });
+            return Err(RetryAfter::until(
+                now,
+                Timestamp::from_unix_micros(earliest),
+            ));
         }
         // At the end of time the next arrival cannot be recorded: a saturated TAT would stay put
         // and admit every later request, so refuse instead (fail closed).
         let Some(next) = tat.max(now_micros).checked_add(interval) else {
-            return Err(RetryAfter {
-                at: Timestamp::MAX,
-                wait: Duration::from_micros(i64::MAX.abs_diff(now_micros)),
-            });
+            return Err(RetryAfter::until(now, Timestamp::MAX));
         };
         state.tat = Some(Timestamp::from_unix_micros(next));
         Ok(())
@@ -261,11 +266,26 @@ pub struct RetryAfter {
 
 impl RetryAfter {
     /// Retry `wait` after `now`.
-    pub(crate) fn after(now: Timestamp, wait: Duration) -> Self {
+    pub fn after(now: Timestamp, wait: Duration) -> Self {
         Self {
             at: now.saturating_add(wait),
             wait,
         }
+    }
+
+    /// Retry at `at`, refused at `now`: the wait is the exact difference (zero if `at` is not
+    /// after `now`). What [`RateLimit::check`] returns, for limiters that keep the state
+    /// elsewhere.
+    pub fn until(now: Timestamp, at: Timestamp) -> Self {
+        let (now, at_micros) = (now.unix_micros(), at.unix_micros());
+        // abs_diff, not `-`: with `now` near i64::MIN the difference overflows i64, and
+        // overflow checks are on in release builds, so `-` would panic on caller input.
+        let wait = if at_micros > now {
+            Duration::from_micros(at_micros.abs_diff(now))
+        } else {
+            Duration::ZERO
+        };
+        Self { at, wait }
     }
 
     /// The instant the next request will be admitted.

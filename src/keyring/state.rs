@@ -268,24 +268,7 @@ impl Keyring {
     /// ```
     pub fn check_rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), RetryAfter> {
         let refuse = || RetryAfter::after(now, core::time::Duration::from_secs(1));
-        // The chain's (slot, limit) pairs, without allocating.
-        let mut chain: [Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN] =
-            [None; MAX_RATE_LIMIT_CHAIN];
-        let mut next = Some(id);
-        for link in &mut chain {
-            let Some(current) = next else { break };
-            let slot = self.slot_of(current).map_err(|_| refuse())?;
-            let index = usize::try_from(slot).map_err(|_| refuse())?;
-            let key = self.keys.get(index).ok_or_else(refuse)?;
-            *link = key.rate_limit().map(|limit| (index, *limit));
-            // An ancestor removed from the keyring ends the chain: nothing left to charge.
-            next = key
-                .issued_by()
-                .filter(|parent| self.slot_of(*parent).is_ok());
-        }
-        if next.is_some() {
-            return Err(refuse());
-        }
+        let chain = self.chain_slots(id).ok_or_else(refuse)?;
         let mut charged: [Option<(usize, i64)>; MAX_RATE_LIMIT_CHAIN] =
             [None; MAX_RATE_LIMIT_CHAIN];
         for ((index, limit), record) in chain.iter().flatten().zip(charged.iter_mut()) {
@@ -304,6 +287,47 @@ impl Keyring {
             }
         }
         Ok(())
+    }
+
+    /// The budgets a request by the key with this id is charged to, in the order
+    /// [`check_rate_limit`](Self::check_rate_limit) charges them: the key's own limit, then the
+    /// limit of each rate-limited key up its [`issued_by`](crate::ApiKey::issued_by) chain, as
+    /// `(id, limit)`; keys without a limit are skipped, so a chain with no limit anywhere is
+    /// empty (always admitted). At most [`MAX_RATE_LIMIT_CHAIN`] items, no allocation.
+    ///
+    /// `None` where `check_rate_limit` refuses without charging anything (an unknown id, a chain
+    /// deeper than [`MAX_RATE_LIMIT_CHAIN`]): a limiter that keeps the state elsewhere (shared by
+    /// several replicas) should refuse too, retrying in a second.
+    pub fn rate_limit_chain(
+        &self,
+        id: KeyId,
+    ) -> Option<impl Iterator<Item = (KeyId, RateLimit)> + use<'_>> {
+        let chain = self.chain_slots(id)?;
+        Some(
+            chain
+                .into_iter()
+                .flatten()
+                .filter_map(|(index, limit)| Some((self.keys.get(index)?.id(), limit))),
+        )
+    }
+
+    /// The (slot, limit) pairs of the chain `rate_limit_chain` describes, without allocating;
+    /// `None` for an unknown id or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`].
+    fn chain_slots(&self, id: KeyId) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
+        let mut chain: [Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN] =
+            [None; MAX_RATE_LIMIT_CHAIN];
+        let mut next = Some(id);
+        for link in &mut chain {
+            let Some(current) = next else { break };
+            let index = usize::try_from(self.slot_of(current).ok()?).ok()?;
+            let key = self.keys.get(index)?;
+            *link = key.rate_limit().map(|limit| (index, *limit));
+            // An ancestor removed from the keyring ends the chain: nothing left to charge.
+            next = key
+                .issued_by()
+                .filter(|parent| self.slot_of(*parent).is_ok());
+        }
+        next.is_none().then_some(chain)
     }
 
     /// Counts one request by the key with this id to `endpoint` (a registered route, see

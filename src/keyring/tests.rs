@@ -2,6 +2,7 @@ use super::index::prefix_of;
 use super::*;
 use crate::catalog::Catalog;
 use crate::issue::Permit;
+use crate::ratelimit::RateLimit;
 use crate::token::Token;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -276,4 +277,49 @@ fn a_batch_publishes_every_change_at_once() {
         assert!(shared.authenticate(token.expose_secret(), now).is_ok());
     }
     shared.read(Keyring::assert_consistent);
+#[test]
+fn rate_limit_chain_is_what_check_rate_limit_charges() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let mut ring = Keyring::default();
+    // keys[0] is the root; keys[i] was issued by keys[i - 1]; every other key is limited.
+    let mut keys: Vec<ApiKey> = Vec::new();
+    for i in 0..=MAX_RATE_LIMIT_CHAIN {
+        let token = ring.format().mint(&mut rng);
+        let mut key = key(&mut rng, &token);
+        key.issued_by = keys.last().map(ApiKey::id);
+        if i % 2 == 0 {
+            key.rate_limit =
+                Some(RateLimit::per_period(u32::try_from(i + 1).unwrap(), 60).unwrap());
+        }
+        ring.insert(key.clone()).unwrap();
+        keys.push(key);
+    }
+    let expected = |depth: usize| -> Vec<(KeyId, RateLimit)> {
+        keys[..depth]
+            .iter()
+            .rev()
+            .filter_map(|k| Some((k.id(), *k.rate_limit()?)))
+            .collect()
+    };
+    for depth in 1..=MAX_RATE_LIMIT_CHAIN {
+        let leaf = keys[depth - 1].id();
+        let chain: Vec<_> = ring.rate_limit_chain(leaf).unwrap().collect();
+        assert_eq!(chain, expected(depth), "depth {depth}");
+    }
+    // One key deeper than the bound: no chain, and check_rate_limit refuses it too.
+    let too_deep = keys[MAX_RATE_LIMIT_CHAIN].id();
+    assert!(ring.rate_limit_chain(too_deep).is_none());
+    assert!(ring.check_rate_limit(too_deep, Timestamp::EPOCH).is_err());
+    assert!(ring.rate_limit_chain(KeyId::from_bytes([9; 16])).is_none());
+
+    // The chain is what gets charged: spending the root's budget of 1 through a grandchild
+    // refuses the root next.
+    let now = Timestamp::from_unix_seconds(5);
+    assert!(ring.check_rate_limit(keys[2].id(), now).is_ok());
+    assert!(ring.check_rate_limit(keys[0].id(), now).is_err());
+    // An unlimited key with no limited ancestor has an empty chain: always admitted.
+    let token = ring.format().mint(&mut rng);
+    let free = key(&mut rng, &token);
+    ring.insert(free.clone()).unwrap();
+    assert_eq!(ring.rate_limit_chain(free.id()).unwrap().count(), 0);
 }

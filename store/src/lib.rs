@@ -71,6 +71,13 @@
 //! Several replicas may share one SQLite file on one host: each flushes its own deltas, and the
 //! store adds them (`total = total + delta`, read and written inside one write transaction).
 //! Replicas do not see each other's key changes until they reload.
+//!
+//! # One rate limit across replicas (feature `redis`)
+//!
+//! Each replica's keyring limits requests in its own memory, so N replicas admit N times a
+//! key's limit. With the `redis` feature, `RedisRateLimiter` keeps the limiters in one Redis and
+//! makes exactly the decisions keygate's in-process limiter makes: see the module
+//! `keygate_store::redis`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -79,10 +86,16 @@ mod error;
 mod load;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod rows;
 mod sqlite;
 mod store;
 
+#[cfg(feature = "redis")]
+pub use crate::redis::{
+    LimitRefusal, OnRedisError, RedisLimitError, RedisLimiterConfig, RedisRateLimiter,
+};
 pub use commit::{Commit, Document, DocumentWrite, KeyWrite};
 pub use error::StoreError;
 pub use load::{UsageFlusher, load_keyring, rate_limit_states};
