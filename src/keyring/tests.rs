@@ -277,6 +277,8 @@ fn a_batch_publishes_every_change_at_once() {
         assert!(shared.authenticate(token.expose_secret(), now).is_ok());
     }
     shared.read(Keyring::assert_consistent);
+}
+
 #[test]
 fn rate_limit_chain_is_what_check_rate_limit_charges() {
     let mut rng = StdRng::seed_from_u64(12);
