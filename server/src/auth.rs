@@ -69,11 +69,11 @@ pub(crate) async fn meter(State(app): State<AppState>, request: Request, next: N
     let route = route.strip_prefix(API_PREFIX).unwrap_or(route).to_owned();
     let method = request.method().clone();
     // The key's own limit and every rate-limited ancestor's: children share their parents'.
-    let limited = app.rate_limit(id, now).err();
+    let limited = app.rate_limit(id, now).await.err();
     let response = match limited {
-        Some(retry) => {
+        Some(refusal) => {
             Span::current().record("decision", "rate limited");
-            ApiError::from(retry).into_response()
+            refusal.into_response()
         }
         None => next.run(request).await,
     };

@@ -3,9 +3,10 @@
 
 use std::process::ExitCode;
 
+use keygate_store::redis::{OnRedisError, RedisLimiterConfig, RedisRateLimiter};
 use keygate_store::{PgOptions, PgStore, SqliteStore};
 
-use crate::config::{Command, Config, Database, Env};
+use crate::config::{Command, Config, Database, Env, RedisOnError};
 
 /// `--help`.
 pub(crate) const HELP: &str = "\
@@ -103,19 +104,41 @@ async fn serve(
     config: Config,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let accounts = config.demo_accounts;
+    let limiter = match &config.redis {
+        Some(url) => {
+            let mut options = RedisLimiterConfig::default();
+            options.on_error = match config.redis_on_error {
+                RedisOnError::FailClosed => OnRedisError::FailClosed,
+                RedisOnError::FallBackToLocal => OnRedisError::FallBackToLocal,
+            };
+            // Lazy: a Redis that is down now is retried per request, under the policy above.
+            Some(
+                RedisRateLimiter::connect(url, options)
+                    .await
+                    .map_err(|e| format!("invalid Redis URL: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let (state, tokens) = match &config.database {
-        Database::Memory => crate::App::open(config, SqliteStore::open_in_memory()?)?,
+        Database::Memory => {
+            let store = Box::new(SqliteStore::open_in_memory()?);
+            crate::App::open_with(config, store, None, limiter)?
+        }
         Database::Sqlite(path) => {
             let store = SqliteStore::open(path)
                 .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?;
-            crate::App::open(config, store)?
+            crate::App::open_with(config, Box::new(store), None, limiter)?
         }
         Database::Postgres(url) => {
             let options = PgOptions::default().with_application_name("keygate-server");
-            // The URL may hold a password: the error names the database, not the URL.
-            let store = PgStore::connect_with(&url.0, options)
+            // The URL may hold a password: the error names the database, not the URL. Connecting
+            // blocks (the store's own runtime does the work): off the async workers.
+            let url = url.0.clone();
+            let store = tokio::task::spawn_blocking(move || PgStore::connect_with(&url, options))
+                .await?
                 .map_err(|e| format!("cannot open the PostgreSQL database: {e}"))?;
-            crate::App::open_replica(config, store)?
+            crate::App::open_replica(config, store, limiter)?
         }
     };
     let listener = tokio::net::TcpListener::bind(addr)

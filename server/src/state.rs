@@ -22,8 +22,8 @@ use axum::http::StatusCode;
 use keygate::axum::{ApiError, KeyLookup};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, IssueError, Issuer, KeyId, KeySpec,
-    Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, RetryAfter, Scope,
-    SharedKeyring, Timestamp, Token, Usage, issue,
+    Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, Scope, SharedKeyring,
+    Timestamp, Token, Usage, issue,
 };
 use keygate_store::{Commit, KeyStore, SqliteStore, StoredKey, UsageFlusher};
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,8 @@ pub struct App {
     /// Other replicas' changes, on a shared PostgreSQL store: taken by [`serve`](crate::serve),
     /// which applies them as they come (see [`crate::replica`]).
     pub(crate) changes: Mutex<Option<keygate_store::PgListener>>,
+    /// Every replica's rate limiters in one Redis (`--redis`); `None`: this replica's own.
+    limiter: Option<keygate_store::redis::RedisRateLimiter>,
 }
 
 /// The document kind of a project in the store.
@@ -226,27 +228,33 @@ impl App {
         config: Config,
         store: impl KeyStore + Send + Sync + 'static,
     ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
-        Self::open_boxed(config, Box::new(store), None)
+        Self::open_with(config, Box::new(store), None, None)
     }
 
     /// A replica on a PostgreSQL store that other replicas share: [`App::open`], and once served,
     /// it applies every key, project and recording change another replica commits, within
     /// milliseconds (the store's notices), and reloads everything after a lost connection and
     /// every `config.resync_interval` (see [`crate::replica`]).
+    ///
+    /// With `limiter`, every rate limit is checked in that Redis, so that it holds once across
+    /// all the replicas.
     pub fn open_replica(
         config: Config,
         store: keygate_store::PgStore,
+        limiter: Option<keygate_store::redis::RedisRateLimiter>,
     ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
         // Listening before loading: a change committed meanwhile is noticed (and the listener's
         // first notice is a resync anyway).
         let changes = store.listen(crate::replica::RECONNECT_EVERY);
-        Self::open_boxed(config, Box::new(store), Some(changes))
+        Self::open_with(config, Box::new(store), Some(changes), limiter)
     }
 
-    fn open_boxed(
+    /// [`App::open`] on any store, with other replicas' changes and a shared rate limiter.
+    pub(crate) fn open_with(
         config: Config,
         store: Box<dyn KeyStore + Send + Sync>,
         changes: Option<keygate_store::PgListener>,
+        limiter: Option<keygate_store::redis::RedisRateLimiter>,
     ) -> Result<(AppState, Vec<Token>), Box<dyn std::error::Error>> {
         let problems = config.problems();
         if !problems.is_empty() {
@@ -281,6 +289,7 @@ impl App {
             store,
             usage: Mutex::new(UsageFlusher::default()),
             changes: Mutex::new(changes),
+            limiter,
         };
         let mut tokens = Vec::new();
         if empty {
@@ -565,10 +574,22 @@ impl App {
         Ok(())
     }
 
-    /// Counts a request against the key's rate limit and every rate-limited ancestor's (atomic
-    /// per-key state in the current snapshot: no lock).
-    pub(crate) fn rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), RetryAfter> {
-        self.keys.read(|ring| ring.check_rate_limit(id, now))
+    /// Counts a request against the key's rate limit and every rate-limited ancestor's: in
+    /// Redis with `--redis` (one round trip, only for a key with a limit in its chain), else in
+    /// the current snapshot's atomic per-key state (no lock).
+    pub(crate) async fn rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return self
+                .keys
+                .read(|ring| ring.check_rate_limit(id, now))
+                .map_err(ApiError::from);
+        };
+        limiter.check(&self.keys, id, now).await.map_err(|refusal| {
+            if let keygate_store::redis::LimitRefusal::Unavailable(error) = &refusal {
+                tracing::error!(%error, "the Redis rate limiter is unavailable");
+            }
+            ApiError::from(refusal)
+        })
     }
 
     /// Records a request in a key's usage under its method and route, without building the

@@ -412,3 +412,96 @@ fn replicas_creating_projects_at_once_lose_none() {
     wait_for(|| count(&a) == 2 * per_replica && count(&b) == 2 * per_replica)
         .expect("both replicas list every project");
 }
+
+#[test]
+fn a_rate_limit_holds_once_across_replicas_with_redis() {
+    let Some(database) = fresh_database() else {
+        return;
+    };
+    let Some(redis) = service("KEYGATE_TEST_REDIS") else {
+        return;
+    };
+    let shared = ["--redis", redis.as_str()];
+    let a = Replica::start(&database, &shared);
+    let root = a.bootstrap.clone().unwrap();
+    let b = Replica::start(&database, &shared);
+    // 10 per hour: nothing refills during the test.
+    let limit = 10;
+    let (_, token) = a.create_key(
+        &root,
+        json!({"name": "limited", "rate_limit": {"requests": limit, "period_seconds": 3600}}),
+    );
+    // The first call B answers with anything but 401 is admitted: one of the `limit`.
+    wait_for(|| b.me(&token) != 401).expect("the key reaches B");
+    let mut admitted = 0;
+    let mut refused = 0;
+    for n in 0..(3 * limit) {
+        let replica = if n % 2 == 0 { &a } else { &b };
+        let (status, body) = replica.call("GET", "/api_keys/me", &token, None);
+        match status {
+            200 => admitted += 1,
+            429 => {
+                refused += 1;
+                assert_eq!(body["error"], "Rate limit exceeded", "{body}");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(
+        (admitted, refused),
+        (limit - 1, 2 * limit + 1),
+        "the limit holds once across both replicas"
+    );
+
+    // Without Redis, each replica would have its own budget: the same spend admits more.
+    let database = fresh_database().unwrap();
+    let a = Replica::start(&database, &[]);
+    let root = a.bootstrap.clone().unwrap();
+    let b = Replica::start(&database, &[]);
+    let (_, token) = a.create_key(
+        &root,
+        json!({"name": "limited", "rate_limit": {"requests": limit, "period_seconds": 3600}}),
+    );
+    wait_for(|| b.me(&token) != 401).expect("the key reaches B");
+    let alone: u64 = (0..(3 * limit))
+        .filter(|n| {
+            let replica = if n % 2 == 0 { &a } else { &b };
+            replica.me(&token) == 200
+        })
+        .map(|_| 1)
+        .sum();
+    // A admits its 10; B its 10 less the one its probe took.
+    assert_eq!(alone, 2 * limit - 1, "each replica limits on its own");
+}
+
+#[test]
+fn an_unreachable_redis_fails_closed_or_falls_back_as_configured() {
+    // A loopback port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = format!("redis://127.0.0.1:{port}");
+    let limited = json!({"name": "limited", "rate_limit": {"requests": 2, "period_seconds": 3600}});
+    for (policy, expected) in [("closed", [503, 503, 503]), ("local", [200, 200, 429])] {
+        let server = Replica::start(
+            "sqlite::memory:",
+            &["--redis", &redis, "--redis-on-error", policy],
+        );
+        let root = server.bootstrap.clone().unwrap();
+        // A key without a rate limit never asks Redis.
+        assert_eq!(server.me(&root), 200, "{policy}");
+        let (_, token) = server.create_key(&root, limited.clone());
+        let started = Instant::now();
+        let got = [0; 3].map(|_| server.call("GET", "/api_keys/me", &token, None));
+        assert_eq!(got.clone().map(|(status, _)| status), expected, "{policy}");
+        if policy == "closed" {
+            assert_eq!(got[0].1["error"], "Rate limiter unavailable");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "each check is bounded by the limiter's timeout"
+        );
+    }
+}
