@@ -22,8 +22,8 @@ use axum::http::StatusCode;
 use keygate::axum::{ApiError, KeyLookup};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, IssueError, Issuer, KeyId, KeySpec,
-    Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, RetryAfter, Scope,
-    SharedKeyring, Timestamp, Token, Usage, issue,
+    KeyringError, Permit, ProjectId, QuotaError, Resource, RetryAfter, Scope, SharedKeyring,
+    Timestamp, Token, Usage, issue,
 };
 use keygate_store::{Commit, KeyStore, SqliteStore, StoredKey, UsageFlusher};
 use serde::{Deserialize, Serialize};
@@ -252,7 +252,9 @@ impl App {
         let read = Action::named(&catalog, "read")?;
         let write = Action::named(&catalog, "write")?;
         let delete = Action::named(&catalog, "delete")?;
-        let format = Keyring::default().format().clone();
+        // Checksummed tokens, which `keygate scan` recognises once leaked; a database holding
+        // tokens minted before (without one) must be re-created: they no longer authenticate.
+        let format = keygate::TokenFormat::checksummed();
         // Usage is counted per route: an index into per-key atomic counters, no string built.
         let ring = keygate_store::load_keyring(&*store, &catalog, format)?
             .with_endpoints(crate::ENDPOINTS);
@@ -283,7 +285,7 @@ impl App {
             for n in 1..=u64::from(app.config.demo_accounts) {
                 let account = AccountId::from_u64(n);
                 let owner = Issuer::user(account, Scope::Account, app.catalog.all());
-                let spec = KeySpec::named("Bootstrap");
+                let spec = KeySpec::named("Bootstrap").format(keygate::TokenFormat::checksummed());
                 let issued = issue(&app.catalog, &owner, spec, now(), &mut rand::rng())?;
                 app.insert_key(issued.key, now())
                     .map_err(|e| format!("cannot store a bootstrap key: {e:?}"))?;
