@@ -172,6 +172,28 @@ fn format_check(runner: &mut CtRunner, rng: &mut BenchRng) {
     );
 }
 
+/// The checksummed format check: a minted token (checksum holds) vs one with a random
+/// alphanumeric body of the same shape (checksum fails but for one in 62^6). The CRC-32 and the
+/// comparison run whatever the token, so the two classes must take the same time.
+fn checksum_check(runner: &mut CtRunner, rng: &mut BenchRng) {
+    let format = TokenFormat::checksummed();
+    let prefix_len = format.prefix().len();
+    measure(
+        runner,
+        rng,
+        |class, rng| {
+            let mut token = format.mint(rng).expose_secret().as_bytes().to_vec();
+            if !is_left(class) {
+                for at in prefix_len..token.len() {
+                    token[at] = other_alnum(token[at], rng);
+                }
+            }
+            String::from_utf8(token).unwrap_or_default()
+        },
+        |token| format.matches(token),
+    );
+}
+
 /// What the `authorize` tests share: a catalog large enough for random permission sets, and the
 /// permission every request asks for.
 struct World {
@@ -649,6 +671,7 @@ fn main() {
         ("hash_eq_first_byte", hash_eq_first_byte),
         ("hash_eq_last_byte", hash_eq_last_byte),
         ("format_check", format_check),
+        ("checksum_check", checksum_check),
         ("authorize_revoked", authorize_revoked),
         ("authorize_expired", authorize_expired),
         ("authorize_other_account", authorize_other_account),

@@ -117,6 +117,45 @@ pub(crate) fn in_range(c: u8, lo: u8, hi: u8) -> u32 {
     (below | above) ^ 1
 }
 
+/// The CRC-32 of `bytes` (IEEE 802.3, reflected, polynomial `0xEDB88320`: zlib's, PNG's and
+/// GitHub's token checksum), bit by bit without a table: a table lookup would be a memory address
+/// derived from the token. Each bit is a mask and an XOR; the running value goes through
+/// `black_box` once per byte so that the optimizer cannot turn the masks into branches. The loop
+/// length is the slice's, which is public.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+        crc = core::hint::black_box(crc);
+    }
+    !crc
+}
+
+/// The base-62 digit `d` (below 62) as a character of `0-9A-Za-z`, by arithmetic instead of a
+/// table: `'0' + d`, plus the 7 characters between `'9'` and `'A'` once `d > 9`, plus the 6
+/// between `'Z'` and `'a'` once `d > 35`.
+fn base62_digit(d: u32) -> u8 {
+    let past_9 = 9u32.wrapping_sub(d) >> 31;
+    let past_z = 35u32.wrapping_sub(d) >> 31;
+    (u32::from(b'0') + d + 7 * past_9 + 6 * past_z) as u8
+}
+
+/// `value` in base 62 (`0-9A-Za-z`, GitHub's order), most significant digit first, left-padded
+/// with `'0'` to six digits: 62^6 > 2^32, so every `u32` fits. Division by the constant 62
+/// compiles to a multiplication, whose time does not depend on its operands.
+pub(crate) fn base62_u32(mut value: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    for digit in out.iter_mut().rev() {
+        *digit = base62_digit(value % 62);
+        value /= 62;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +178,29 @@ mod tests {
         for c in 0..=255u8 {
             assert_eq!(in_range(c, b'a', b'z') == 1, c.is_ascii_lowercase());
         }
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_values() {
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b"a"), 0xE8B7_BE43);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
+    }
+
+    #[test]
+    fn base62_is_positional_in_github_order() {
+        let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        for (d, &c) in (0u32..).zip(alphabet.iter()) {
+            assert_eq!(base62_digit(d), c, "{d}");
+        }
+        assert_eq!(&base62_u32(0), b"000000");
+        assert_eq!(&base62_u32(61), b"00000z");
+        assert_eq!(&base62_u32(62), b"000010");
+        // u32::MAX = 4·62^5 + 42·62^4 + 41·62^3 + 15·62^2 + 12·62 + 3.
+        assert_eq!(&base62_u32(u32::MAX), b"4gfFC3");
     }
 }

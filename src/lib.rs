@@ -6,7 +6,7 @@
 //! |---|---|
 //! | define permissions | [`Catalog`], [`Permission`], [`PermissionSet`], [`Role`] |
 //! | name tenants and resources | [`AccountId`], [`ProjectId`], [`Scope`], [`Resource`] |
-//! | mint and recognise secrets | [`TokenFormat`], [`Token`], [`TokenHash`] |
+//! | mint and recognise secrets | [`TokenFormat`], [`Token`], [`TokenHash`]; [`TokenFormat::scan`] and [`Found`] for leaked ones |
 //! | issue keys that only do less | [`issue()`], [`Issuer`], [`KeySpec`], [`IssueError`] |
 //! | manage keys without escalating | [`manage()`], [`ManageOp`], [`Permit`], [`ManageError`] |
 //! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`], [`SharedKeyring`] (concurrent) |
@@ -52,6 +52,7 @@ mod keyring;
 mod quota;
 mod ratelimit;
 mod response;
+mod scan;
 mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -81,6 +82,7 @@ pub use quota::{
 };
 pub use ratelimit::{RateLimit, RateLimitError, RateLimitSpec, RateLimitState, RetryAfter};
 pub use response::{ErrorBody, RateLimitBody, Refusal, ResponseBody};
+pub use scan::{Found, Scan};
 pub use scope::{AccountId, IdError, ProjectId, Resource, Scope};
 pub use timestamp::{Timestamp, TimestampError};
 pub use token::{Token, TokenFormat, TokenFormatError, TokenHash, TokenHashError};

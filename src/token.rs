@@ -5,6 +5,11 @@
 //! passwords: the body carries about 190 bits of entropy drawn from a cryptographic RNG, so there is
 //! nothing to guess and no dictionary to run, and a slow KDF would only slow every request down.
 //! What matters is that the hash is preimage-resistant and that comparisons do not leak timing.
+//!
+//! A format may end its body in a checksum ([`TokenFormat::with_checksum`], after GitHub's 2021
+//! token format): the last 6 characters are the CRC-32 of the random characters before them, in
+//! base 62. The format check then refuses typos and random strings, and a leaked token is
+//! recognised offline by its text alone ([`TokenFormat::scan`]).
 
 use core::fmt;
 
@@ -16,7 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
-use crate::ct::in_range;
+use crate::ct::{base62_u32, crc32, in_range};
 
 /// How many characters of a token's body [`Token`]'s `Debug` and `Display` reveal.
 const SHOWN_BODY_CHARS: usize = 4;
@@ -33,6 +38,9 @@ pub enum TokenFormatError {
     /// The body length must give at least 128 bits of entropy and stay reasonable.
     #[error("invalid token body length {0}: between 22 and 128 characters")]
     InvalidLength(usize),
+    /// A checksummed body needs 22 random characters (128 bits) besides its 6 of checksum.
+    #[error("invalid checksummed token body length {0}: between 28 and 128 characters")]
+    InvalidChecksumLength(usize),
 }
 
 /// The shape of tokens: a fixed prefix and a body of random alphanumerics.
@@ -46,18 +54,51 @@ pub enum TokenFormatError {
 /// assert!(!bool::from(live.matches("idc_0123456789abcdef0123456789abcdef")));
 /// # Ok::<(), keygate::TokenFormatError>(())
 /// ```
+///
+/// # Checksums
+///
+/// [`TokenFormat::with_checksum`] (or [`TokenFormat::checksummed`] for `idc_` + 32) makes the
+/// last [`CHECKSUM_LEN`](Self::CHECKSUM_LEN) characters of every minted body the CRC-32 of the
+/// random characters before them, in base 62 (alphabet `0-9A-Za-z`, GitHub's order, most
+/// significant digit first, left-padded with `0`), and makes [`matches`](Self::matches) require
+/// it. The token looks the same (`idc_` + 32 alphanumerics) and keeps 26 random characters:
+/// 26 · log2(62) ≈ 154.8 bits. A typo or a random string then fails the format check (about one
+/// random string in 2^32 passes it), and a leaked token can be told from noise offline
+/// ([`scan`](Self::scan)).
+///
+/// **It is not the default.** A keyring stores only hashes, so it cannot tell which of its keys'
+/// tokens were minted with a checksum; a default that checks one would make every token minted
+/// before refuse to authenticate, for every keyring built on `TokenFormat::default()`. New
+/// deployments should opt in (the reference server does); a deployment with tokens already out
+/// opts in once none of them need to keep working, since the visible format cannot say which
+/// tokens are old.
+///
+/// ```
+/// use keygate::TokenFormat;
+/// let format = TokenFormat::checksummed();
+/// let token = format.mint(&mut rand::rng());
+/// assert!(bool::from(format.matches(token.expose_secret())));
+/// // One character changed: the checksum no longer matches.
+/// let mut typo = token.expose_secret().to_owned();
+/// let last = if typo.ends_with('x') { "y" } else { "x" };
+/// typo.replace_range(typo.len() - 1.., last);
+/// assert!(!bool::from(format.matches(&typo)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFormat {
     prefix: String,
     body_len: usize,
+    checksum: bool,
 }
 
 impl Default for TokenFormat {
-    /// `idc_` + 32 alphanumerics: IdentityCall's format.
+    /// `idc_` + 32 alphanumerics: IdentityCall's format, without a checksum (see
+    /// [Checksums](TokenFormat#checksums) for why).
     fn default() -> Self {
         Self {
             prefix: "idc_".to_owned(),
             body_len: 32,
+            checksum: false,
         }
     }
 }
@@ -67,6 +108,10 @@ impl TokenFormat {
     pub const MIN_BODY_LEN: usize = 22;
     /// Longest body accepted.
     pub const MAX_BODY_LEN: usize = 128;
+    /// Characters of checksum at the end of a checksummed body: a CRC-32 in base 62.
+    pub const CHECKSUM_LEN: usize = 6;
+    /// Shortest checksummed body: 22 random characters and the checksum.
+    pub const MIN_CHECKSUMMED_BODY_LEN: usize = Self::MIN_BODY_LEN + Self::CHECKSUM_LEN;
 
     /// A format with this prefix and body length.
     pub fn new(prefix: &str, body_len: usize) -> Result<Self, TokenFormatError> {
@@ -85,7 +130,36 @@ impl TokenFormat {
         Ok(Self {
             prefix: prefix.to_owned(),
             body_len,
+            checksum: false,
         })
+    }
+
+    /// `idc_` + 32 characters, the last 6 a checksum: the default format's look, with 26 random
+    /// characters (about 154.8 bits).
+    pub fn checksummed() -> Self {
+        Self {
+            checksum: true,
+            ..Self::default()
+        }
+    }
+
+    /// This format with a checksum: the last [`CHECKSUM_LEN`](Self::CHECKSUM_LEN) body
+    /// characters of minted tokens are the checksum of the others, and [`matches`](Self::matches)
+    /// requires it. The body length stays the same, so the random part shrinks by 6; a body
+    /// shorter than [`MIN_CHECKSUMMED_BODY_LEN`](Self::MIN_CHECKSUMMED_BODY_LEN) is refused.
+    pub fn with_checksum(self) -> Result<Self, TokenFormatError> {
+        if self.body_len < Self::MIN_CHECKSUMMED_BODY_LEN {
+            return Err(TokenFormatError::InvalidChecksumLength(self.body_len));
+        }
+        Ok(Self {
+            checksum: true,
+            ..self
+        })
+    }
+
+    /// Whether bodies end in a checksum.
+    pub fn has_checksum(&self) -> bool {
+        self.checksum
     }
 
     /// The prefix, such as `idc_`.
@@ -93,9 +167,18 @@ impl TokenFormat {
         &self.prefix
     }
 
-    /// The number of random characters after the prefix.
+    /// The number of characters after the prefix, the checksum's included.
     pub fn body_len(&self) -> usize {
         self.body_len
+    }
+
+    /// The number of random characters: the body less its checksum, if any.
+    pub fn random_len(&self) -> usize {
+        if self.checksum {
+            self.body_len - Self::CHECKSUM_LEN
+        } else {
+            self.body_len
+        }
     }
 
     /// The whole token's length in bytes.
@@ -103,16 +186,18 @@ impl TokenFormat {
         self.prefix.len() + self.body_len
     }
 
-    /// Mints a token: the body is drawn uniformly from the 62 alphanumerics by rejection sampling
-    /// (bytes of 248 and above are redrawn, so there is no modulo bias).
+    /// Mints a token: the random characters are drawn uniformly from the 62 alphanumerics by
+    /// rejection sampling (bytes of 248 and above are redrawn, so there is no modulo bias), then
+    /// the checksum, if the format has one, is appended.
     pub fn mint<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Token {
         let mut text = Zeroizing::new(String::with_capacity(self.token_len()));
         text.push_str(&self.prefix);
+        let random_end = self.prefix.len() + self.random_len();
         let mut buf = Zeroizing::new([0u8; 64]);
-        while text.len() < self.token_len() {
+        while text.len() < random_end {
             rng.fill_bytes(buf.as_mut_slice());
             for &byte in buf.iter() {
-                if text.len() == self.token_len() {
+                if text.len() == random_end {
                     break;
                 }
                 // 248 = 4 * 62: keeping only bytes below it makes `byte % 62` exactly uniform.
@@ -123,13 +208,21 @@ impl TokenFormat {
                 }
             }
         }
+        if self.checksum {
+            let check = checksum_of(text.as_bytes().get(self.prefix.len()..).unwrap_or_default());
+            for c in check {
+                text.push(char::from(c));
+            }
+        }
         Token { text }
     }
 
     /// Whether `input` has this format, in time that depends on its length only, never on its
     /// characters: every byte is classified with arithmetic masks and the results are combined
     /// without early exit. (Like `subtle`'s slice comparison, a wrong length returns at once:
-    /// lengths are public.)
+    /// lengths are public.) For a checksummed format, the checksum is computed over the random
+    /// characters without a branch or a table and compared with `subtle`, whatever the other
+    /// checks found.
     pub fn matches(&self, input: &str) -> Choice {
         let input = input.as_bytes();
         if input.len() != self.token_len() {
@@ -147,8 +240,20 @@ impl TokenFormat {
             bad = core::hint::black_box(bad | (alphanumeric ^ 1));
         }
         // `bad` is 0 or 1.
-        prefix_ok & !Choice::from((bad & 1) as u8)
+        let shape_ok = prefix_ok & !Choice::from((bad & 1) as u8);
+        if self.checksum {
+            // Branching on whether the format has a checksum is fine: the format is public.
+            let (random, check) = body.split_at(self.random_len());
+            shape_ok & checksum_of(random).ct_eq(check)
+        } else {
+            shape_ok
+        }
     }
+}
+
+/// The checksum characters of a body's random characters: their CRC-32 in base 62.
+fn checksum_of(random: &[u8]) -> [u8; TokenFormat::CHECKSUM_LEN] {
+    base62_u32(crc32(random))
 }
 
 /// A plaintext token: the secret itself.
@@ -178,28 +283,32 @@ impl Token {
         TokenHash::of(self.expose_secret())
     }
 
-    fn redacted(&self) -> impl fmt::Display + '_ {
-        struct Redacted<'a>(&'a str);
-        impl fmt::Display for Redacted<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // The prefix is what a format's prefix can be: at most 16 ASCII alphanumerics,
-                // '-' or '_' ending in '_' (the last such '_' within the first 17 characters);
-                // a string without one has no prefix. After it, at most 4 characters, whatever
-                // string was presented.
-                let prefix_len = self
-                    .0
-                    .char_indices()
-                    .take(17)
-                    .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-                    .filter(|(_, c)| *c == '_')
-                    .last()
-                    .map_or(0, |(i, _)| i + 1);
-                let (prefix, body) = self.0.split_at(prefix_len);
-                let shown: String = body.chars().take(SHOWN_BODY_CHARS).collect();
-                write!(f, "{prefix}{shown}…")
-            }
-        }
+    fn redacted(&self) -> Redacted<'_> {
         Redacted(&self.text)
+    }
+}
+
+/// A token shown as its prefix and first four body characters, for `Debug`, `Display`, and what
+/// [`TokenFormat::scan`] finds.
+pub(crate) struct Redacted<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The prefix is what a format's prefix can be: at most 16 ASCII alphanumerics,
+        // '-' or '_' ending in '_' (the last such '_' within the first 17 characters);
+        // a string without one has no prefix. After it, at most 4 characters, whatever
+        // string was presented.
+        let prefix_len = self
+            .0
+            .char_indices()
+            .take(17)
+            .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .filter(|(_, c)| *c == '_')
+            .last()
+            .map_or(0, |(i, _)| i + 1);
+        let (prefix, body) = self.0.split_at(prefix_len);
+        let shown: String = body.chars().take(SHOWN_BODY_CHARS).collect();
+        write!(f, "{prefix}{shown}…")
     }
 }
 

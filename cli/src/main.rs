@@ -6,6 +6,7 @@
 //! keygate matrix FILE [--html matrix.html]       # who can do what, as a table or a page
 //! keygate explain FILE --key K --action A --resource R   # every rule's outcome, in order
 //! keygate audit --database sqlite:keygate.db     # keys beyond an ancestor or their creator
+//! keygate scan src/ logs/app.log -               # leaked checksummed tokens; exit 1 if any
 //! ```
 //!
 //! The file format is `docs/POLICY_TESTS.md`; the library side is `keygate::testing`.
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod audit;
+mod scan;
 use keygate::Timestamp;
 use keygate::testing::{PolicyReport, PolicyTests};
 
@@ -102,6 +104,30 @@ enum Command {
         #[arg(long = "cap", value_name = "CREATOR=PERMS")]
         caps: Vec<String>,
     },
+    /// Find checksummed keygate tokens in files, directories (walked recursively; binary files
+    /// skipped) or standard input (`-`), and print `path:line:col: idc_AbCd… (checksum ok)` for
+    /// each, redacted; exit 1 if any was found, 0 if none, 2 if a path could not be read.
+    ///
+    /// A token is the prefix, not preceded by a letter, digit or `_`, then exactly `--length`
+    /// letters and digits whose last 6 are the CRC-32 of the others (keygate's checksummed
+    /// format). As a git pre-commit hook, on the lines a commit adds:
+    /// `git diff --cached -U0 --no-color | grep '^+' | keygate scan -`
+    Scan {
+        /// Files or directories; `-` reads standard input.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The token prefix.
+        #[arg(long, default_value = "idc_", value_name = "PREFIX")]
+        prefix: String,
+        /// Characters after the prefix, the 6 of the checksum included.
+        #[arg(long, default_value_t = 32, value_name = "N")]
+        length: usize,
+        /// Also list tokens of the right shape whose checksum fails, marked `(checksum bad)`:
+        /// typos, look-alikes, or tokens minted without a checksum. They do not change the exit
+        /// code.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +196,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             catalog,
             caps,
         } => run_audit(&database, catalog.as_deref(), &caps),
+        Command::Scan {
+            paths,
+            prefix,
+            length,
+            all,
+        } => match keygate::TokenFormat::new(&prefix, length).and_then(|f| f.with_checksum()) {
+            Ok(format) => Ok(scan::run(&paths, &format, all)),
+            Err(e) => {
+                // A usage error, like clap's own: exit 2.
+                eprintln!("keygate: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
     }
 }
 

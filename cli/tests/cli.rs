@@ -238,7 +238,7 @@ fn explain_walks_the_rules_in_order() {
 #[test]
 fn help_is_complete() {
     let top = stdout(&keygate(&["--help"]));
-    for command in ["test", "matrix", "explain", "audit"] {
+    for command in ["test", "matrix", "explain", "audit", "scan"] {
         assert!(top.contains(command), "{top}");
         let help = keygate(&[command, "--help"]);
         assert!(help.status.success());
@@ -259,4 +259,135 @@ fn help_is_complete() {
     for flag in ["--database", "--catalog", "--cap"] {
         assert!(audit.contains(flag), "{audit}");
     }
+    let scan = stdout(&keygate(&["scan", "--help"]));
+    for flag in ["--prefix", "--length", "--all", "pre-commit"] {
+        assert!(scan.contains(flag), "{scan}");
+    }
+}
+
+/// A checksummed token, fixed by `seed`.
+fn checksummed_token(seed: u64) -> String {
+    use rand::SeedableRng;
+    keygate::TokenFormat::checksummed()
+        .mint(&mut rand::rngs::StdRng::seed_from_u64(seed))
+        .expose_secret()
+        .to_owned()
+}
+
+/// A temporary directory, removed with its contents when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("keygate-cli-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(path.join("nested")).unwrap();
+        Self(path)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.0.join(name), bytes).unwrap();
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn scan_reports_valid_tokens_redacted_and_exits_1() {
+    let (a, b) = (checksummed_token(1), checksummed_token(2));
+    let mut typo = a.clone();
+    typo.replace_range(10..11, if &a[10..11] == "x" { "y" } else { "x" });
+    let dir = TempDir::new("scan");
+    dir.write(
+        "config.env",
+        format!("# keys\nKEY={a}\nOLD={typo}\n").as_bytes(),
+    );
+    dir.write("nested/app.log", format!("é → Bearer {b}").as_bytes());
+    // A NUL in the first bytes: binary, skipped.
+    dir.write("nested/blob.bin", format!("\0{b}").as_bytes());
+    let output = keygate(&["scan", dir.path()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let sep = std::path::MAIN_SEPARATOR;
+    let (d, a8, b8) = (dir.path(), &a[..8], &b[..8]);
+    let expected = format!(
+        "{d}{sep}config.env:2:5: {a8}… (checksum ok)\n\
+         {d}{sep}nested{sep}app.log:1:12: {b8}… (checksum ok)\n"
+    );
+    assert_eq!(text, expected);
+    assert!(!text.contains(&a[8..]) && !text.contains(&b[8..]), "{text}");
+
+    // --all lists the typo too, without changing the exit code's meaning.
+    let all = keygate(&["scan", "--all", dir.path()]);
+    assert_eq!(all.status.code(), Some(1));
+    assert!(
+        stdout(&all).contains(&format!("config.env:3:5: {}… (checksum bad)", &typo[..8])),
+        "{}",
+        stdout(&all)
+    );
+}
+
+#[test]
+fn scan_exits_0_on_clean_input_and_2_on_errors() {
+    let mut typo = checksummed_token(3);
+    typo.replace_range(35..36, if typo.ends_with('x') { "y" } else { "x" });
+    let clean = TempFile::new("scan-clean.txt", &format!("only a typo: {typo}\n"));
+    let output = keygate(&["scan", clean.path()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+
+    let missing = keygate(&["scan", "no/such/file", clean.path()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("no/such/file"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let bad_prefix = keygate(&["scan", "--prefix", "a b", clean.path()]);
+    assert_eq!(bad_prefix.status.code(), Some(2));
+    let too_short = keygate(&["scan", "--length", "27", clean.path()]);
+    assert_eq!(too_short.status.code(), Some(2));
+    assert_eq!(keygate(&["scan"]).status.code(), Some(2));
+}
+
+#[test]
+fn scan_reads_standard_input_with_another_format() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let format = keygate::TokenFormat::new("sk_live_", 40)
+        .unwrap()
+        .with_checksum()
+        .unwrap();
+    use rand::SeedableRng;
+    let token = format.mint(&mut rand::rngs::StdRng::seed_from_u64(4));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["scan", "--prefix", "sk_live_", "--length", "40", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let diff = format!(
+        "+++ b/src/main.rs\n+const KEY: &str = \"{}\";\n",
+        token.expose_secret()
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(diff.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        format!("-:2:21: {} (checksum ok)\n", token)
+    );
 }

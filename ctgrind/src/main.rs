@@ -12,8 +12,9 @@
 //! valgrind ctgrind/target/release/keygate-ctgrind keyring                      # see below
 //! ```
 //!
-//! The default run covers the format check, token verification and `authorize` (every rule, both
-//! scope kinds, with and without expiry, and under full, partial and empty creator caps), and
+//! The default run covers the format check (plain and checksummed), token verification and
+//! `authorize` (every rule, both scope kinds, with and without expiry, and under full, partial
+//! and empty creator caps), and
 //! must report nothing. `control` is an early-exit
 //! comparison, which must be reported. `keyring` runs `Keyring::authorize` and `authenticate` on a
 //! secret token: their decisions are branch-free (both go through the same masked table), but the
@@ -64,6 +65,22 @@ fn format_check() {
         assert_eq!(ok == 1, input == TOKEN);
     }
     println!("format check: done");
+}
+
+/// The checksummed format check: the CRC-32, its base-62 digits and their comparison must not
+/// branch on, or index memory by, the token.
+fn checksum_check() {
+    let format = TokenFormat::checksummed();
+    // idc_ + 26 random + the CRC-32 of "abcdefghijklmnopqrstuvwxyz" in base 62.
+    let good = "idc_abcdefghijklmnopqrstuvwxyz1OSrpF";
+    let bad = "idc_abcdefghijklmnopqrstuvwxyz1OSrpG";
+    for input in [good, bad] {
+        let text = input.to_owned();
+        secret_str(&text);
+        let ok = public(format.matches(&text).unwrap_u8());
+        assert_eq!(ok == 1, input == good);
+    }
+    println!("checksum check: done");
 }
 
 fn token_verify() {
@@ -218,12 +235,15 @@ fn control() {
 
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
-    let default = ["format", "verify", "authorize"];
+    let default = ["format", "checksum", "verify", "authorize"];
     let run = |name: &str| {
         which.iter().any(|w| w == name) || (which.is_empty() && default.contains(&name))
     };
     if run("format") {
         format_check();
+    }
+    if run("checksum") {
+        checksum_check();
     }
     if run("verify") {
         token_verify();

@@ -81,7 +81,7 @@ pub(crate) async fn create_key(
     let mut errors = Vec::new();
     // keygate reports blank and over-long names; the characters are the server's to check.
     check_characters(&mut errors, "Name", name.trim());
-    let mut spec = KeySpec::named(name);
+    let mut spec = KeySpec::named(name).format(app.format.clone());
     if let Some(permissions) = body.permissions {
         spec = spec.permissions(permissions);
     }

@@ -23,7 +23,7 @@ use keygate::axum::{ApiError, KeyLookup};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, IssueError, Issuer, KeyId, KeySpec,
     Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, Scope, SharedKeyring,
-    Timestamp, Token, Usage, issue,
+    Timestamp, Token, TokenFormat, Usage, issue,
 };
 use keygate_store::{Commit, KeyStore, SqliteStore, StoredKey, UsageFlusher};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,8 @@ pub struct App {
     pub(crate) write: Action,
     pub(crate) delete: Action,
     keys: SharedKeyring,
+    /// The format of the tokens this server mints and accepts (see [`load_keys`]).
+    pub(crate) format: TokenFormat,
     /// Every stored key's id, per account, in id order: the listing order and cursor. Updated
     /// only after a change is applied, under the keyring's writer.
     by_account: RwLock<HashMap<AccountId, BTreeSet<KeyId>>>,
@@ -264,10 +266,9 @@ impl App {
         let read = Action::named(&catalog, "read")?;
         let write = Action::named(&catalog, "write")?;
         let delete = Action::named(&catalog, "delete")?;
-        let format = Keyring::default().format().clone();
         // Usage is counted per route: an index into per-key atomic counters, no string built.
-        let ring = keygate_store::load_keyring(&*store, &catalog, format)?
-            .with_endpoints(crate::ENDPOINTS);
+        let ring = load_keys(&*store, &catalog)?.with_endpoints(crate::ENDPOINTS);
+        let format = ring.format().clone();
         let mut by_account: HashMap<AccountId, BTreeSet<KeyId>> = HashMap::new();
         for key in ring.iter() {
             by_account
@@ -283,6 +284,7 @@ impl App {
             read,
             write,
             delete,
+            format,
             keys: SharedKeyring::new(ring),
             by_account: RwLock::new(by_account),
             data: Mutex::new(data),
@@ -296,7 +298,7 @@ impl App {
             for n in 1..=u64::from(app.config.demo_accounts) {
                 let account = AccountId::from_u64(n);
                 let owner = Issuer::user(account, Scope::Account, app.catalog.all());
-                let spec = KeySpec::named("Bootstrap");
+                let spec = KeySpec::named("Bootstrap").format(app.format.clone());
                 let issued = issue(&app.catalog, &owner, spec, now(), &mut rand::rng())?;
                 app.insert_key(issued.key, now())
                     .map_err(|e| format!("cannot store a bootstrap key: {e:?}"))?;
@@ -870,6 +872,47 @@ fn put_recording(
         transcription: recording.transcription.clone(),
     };
     commit.put_document(RECORDING, &recording.id.to_string(), &stored)
+}
+
+/// The settings document naming the token format of a store's keys.
+const SETTINGS: &str = "settings";
+const TOKEN_FORMAT: &str = "token_format";
+
+/// Every stored key, in a keyring of the format the store's tokens have: checksummed
+/// ([`TokenFormat::checksummed`], which `keygate scan` recognises once leaked) for a store this
+/// version started, the plain format for one that held keys before, whose tokens must keep
+/// working. The choice is stored with the keys, so it is made once, and every replica of a shared
+/// store makes the same.
+fn load_keys(
+    store: &dyn KeyStore,
+    catalog: &Catalog,
+) -> Result<Keyring, keygate_store::StoreError> {
+    let stored = store
+        .load_documents(SETTINGS)?
+        .into_iter()
+        .find(|document| document.id == TOKEN_FORMAT)
+        .map(|document| document.parse::<String>())
+        .transpose()?;
+    let load = |format| keygate_store::load_keyring(store, catalog, format);
+    match stored.as_deref() {
+        Some("checksummed") => load(TokenFormat::checksummed()),
+        Some("plain") => load(TokenFormat::default()),
+        Some(other) => Err(keygate_store::StoreError::Corrupt {
+            what: format!("unknown token format {other:?} in the settings"),
+        }),
+        None => {
+            let ring = load(TokenFormat::checksummed())?;
+            let (ring, name) = if ring.is_empty() {
+                (ring, "checksummed")
+            } else {
+                (load(TokenFormat::default())?, "plain")
+            };
+            let mut commit = Commit::new();
+            commit.put_document(SETTINGS, TOKEN_FORMAT, name)?;
+            store.commit(&commit)?;
+            Ok(ring)
+        }
+    }
 }
 
 /// The stored projects and recordings, and the next ids: one past the largest stored.

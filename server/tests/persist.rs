@@ -458,3 +458,51 @@ fn a_failing_store_answers_503_and_changes_nothing() {
     assert_eq!(server.call("GET", "/api_keys/me", &secret, None).0, 401);
     server.stop();
 }
+
+#[test]
+fn a_database_from_before_checksummed_tokens_keeps_its_tokens_working() {
+    use keygate::{AccountId, Catalog, Issuer, KeySpec, Scope, Timestamp, TokenFormat, issue};
+    use keygate_store::{KeyStore, SqliteStore};
+
+    // A store written by an earlier version: a key with a plain (checksum-less) token, and no
+    // record of the token format.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keygate.db");
+    let catalog = Catalog::read_write_delete();
+    let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    let issued = issue(
+        &catalog,
+        &owner,
+        KeySpec::named("old"),
+        Timestamp::from_system_time(std::time::SystemTime::now()),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let old = issued.token.expose_secret().to_owned();
+    assert!(!bool::from(TokenFormat::checksummed().matches(&old)));
+    {
+        let store = SqliteStore::open(&db).unwrap();
+        let mut ring = keygate::Keyring::default();
+        store
+            .persist(&catalog, ring.stage_insert(issued.key).unwrap().change())
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let server = Server::start(&db);
+        assert!(server.bootstrap.is_none());
+        let (status, body) = server.call("GET", "/api_keys/me", &old, None);
+        assert_eq!(status, 200, "the old token still works: {body}");
+        // The keys it creates now are of the store's format too, and work.
+        let (_, new) = create_key(&server, &old, "new");
+        assert_eq!(server.call("GET", "/api_keys/me", &new, None).0, 200);
+        assert!(!bool::from(TokenFormat::checksummed().matches(&new)));
+        server.stop();
+    }
+
+    // A new database gets checksummed tokens.
+    let fresh = dir.path().join("fresh.db");
+    let server = Server::start(&fresh);
+    let root = server.bootstrap.clone().unwrap();
+    assert!(bool::from(TokenFormat::checksummed().matches(&root)));
+    server.stop();
+}
