@@ -41,7 +41,10 @@ use ::axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 mod layer;
-pub use layer::{Allowed, Caller, Clock, Keygate, KeygateLayer, NeededPermission, RequestTime};
+pub use layer::{
+    Allowed, Caller, Clock, Keygate, KeygateLayer, LimitFuture, NeededPermission, RateLimiter,
+    RequestTime,
+};
 
 use crate::catalog::Catalog;
 use crate::decision::Deny;

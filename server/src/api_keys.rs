@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use keygate::axum::{ApiError, Authenticated};
+use keygate::axum::{ApiError, Caller};
 use keygate::{
     ApiKey, IssueError, KeyId, KeySpec, ManageOp, Permit, ProjectId, RateLimit, Resource, Scope,
     Timestamp, Token, issue, manage,
@@ -67,7 +67,7 @@ pub(crate) struct KeyBody {
 
 pub(crate) async fn create_key(
     State(app): State<AppState>,
-    Authenticated(issuer_key): Authenticated,
+    Caller(issuer_key): Caller,
     JsonBody(body): JsonBody<KeyBody>,
 ) -> Reply {
     let now = now();
@@ -164,7 +164,7 @@ pub(crate) struct KeysQuery {
 
 pub(crate) async fn list_keys(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     query: Result<ApiQuery<KeysQuery>, ApiError>,
 ) -> Reply {
     app.check(&key, app.read, Resource::listing(key.account()))?;
@@ -185,7 +185,7 @@ pub(crate) async fn list_keys(
 
 pub(crate) async fn get_key(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<KeyId>,
 ) -> Reply {
     ok(key_view(&app, &managed(&app, &key, id, ManageOp::Read)?.0))
@@ -204,7 +204,7 @@ struct Me<'a> {
     rate_limit: Option<&'a RateLimit>,
 }
 
-pub(crate) async fn me(State(app): State<AppState>, Authenticated(key): Authenticated) -> Reply {
+pub(crate) async fn me(State(app): State<AppState>, Caller(key): Caller) -> Reply {
     tracing::Span::current().record("decision", "allow: the key itself");
     ok(Me {
         id: key.id(),
@@ -222,7 +222,7 @@ pub(crate) async fn me(State(app): State<AppState>, Authenticated(key): Authenti
 
 pub(crate) async fn regenerate_key(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<KeyId>,
 ) -> Reply {
     let (_, permit) = managed(&app, &key, id, ManageOp::Rotate)?;
@@ -238,7 +238,7 @@ pub(crate) fn regenerated(app: &App, rotated: &ApiKey, token: &Token) -> Reply {
 
 pub(crate) async fn revoke_key(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<KeyId>,
 ) -> Reply {
     let (_, permit) = managed(&app, &key, id, ManageOp::Revoke)?;
@@ -249,7 +249,7 @@ pub(crate) async fn revoke_key(
 
 pub(crate) async fn key_usage(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<KeyId>,
 ) -> Reply {
     let (target, _) = managed(&app, &key, id, ManageOp::Read)?;

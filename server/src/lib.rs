@@ -84,10 +84,10 @@ pub use telemetry::{REQUEST_ID_HEADER, init_logging};
 /// The whole API under `/api/v1/public`, with every layer (see the crate docs).
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.config.http.request_timeout;
-    // Rate limit and usage wrap each supported method's handler, not the 405 fallback.
-    let metered = |methods: MethodRouter<AppState>| {
-        methods.route_layer(middleware::from_fn_with_state(state.clone(), auth::meter))
-    };
+    // Authentication, rate limit and usage wrap each supported method's handler, not the 405
+    // fallback (see `auth`).
+    let keygate = state.keygate_layer();
+    let metered = |methods: MethodRouter<AppState>| methods.route_layer(keygate.clone());
     let api = Router::new()
         .route(
             "/projects",
@@ -131,11 +131,7 @@ pub fn router(state: AppState) -> Router {
             metered(post(api_keys::regenerate_key)),
         )
         .route("/api_keys/{id}/usage", metered(get(api_keys::key_usage)))
-        .method_not_allowed_fallback(reply::method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
+        .method_not_allowed_fallback(reply::method_not_allowed);
     Router::new()
         .nest(auth::API_PREFIX, api)
         .fallback(reply::not_found)

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use keygate::axum::{ApiError, KeyLookup, bearer_token};
+use keygate::axum::{ApiError, bearer_token};
 use keygate::{Issuer, KeyId, ManageOp, Resource, Scope, manage};
 
 use crate::auth::API_PREFIX;

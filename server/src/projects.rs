@@ -1,7 +1,7 @@
 //! Projects (seed 000), with seed 002's name and description limits and tier caps.
 
 use axum::extract::State;
-use keygate::axum::{ApiError, Authenticated};
+use keygate::axum::{ApiError, Caller};
 use keygate::{MAX_PROJECT_DESCRIPTION_LEN, ProjectId, Resource, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -152,7 +152,7 @@ impl ProjectBody {
 
 pub(crate) async fn create_project(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     body: Result<JsonBody<ProjectBody>, ApiError>,
 ) -> Reply {
     // Authorization before validation: a key that may not create projects learns nothing more.
@@ -199,7 +199,7 @@ pub(crate) struct ProjectsQuery {
 
 pub(crate) async fn list_projects(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     query: Result<ApiQuery<ProjectsQuery>, ApiError>,
 ) -> Reply {
     app.check(&key, app.read, Resource::listing(key.account()))?;
@@ -220,7 +220,7 @@ pub(crate) async fn list_projects(
 
 pub(crate) async fn get_project(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
 ) -> Reply {
     app.check(&key, app.read, project_resource(key.account(), id))?;
@@ -230,7 +230,7 @@ pub(crate) async fn get_project(
 
 pub(crate) async fn update_project(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
     body: Result<JsonBody<ProjectBody>, ApiError>,
 ) -> Reply {
@@ -254,7 +254,7 @@ pub(crate) async fn update_project(
 
 pub(crate) async fn delete_project(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
 ) -> Reply {
     let destroy = app.delete.at_account_level();

@@ -1,7 +1,7 @@
 //! Recordings (seed 001's endpoints and permission table).
 
 use axum::extract::State;
-use keygate::axum::{ApiError, Authenticated};
+use keygate::axum::{ApiError, Caller};
 use keygate::{Action, ApiKey, ProjectId, Resource, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -44,7 +44,7 @@ fn check_transcription(errors: &mut Vec<String>, text: Option<&str>) {
 
 pub(crate) async fn create_recording(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     JsonBody(body): JsonBody<RecordingBody>,
 ) -> Reply {
     // A project-scoped key's recordings go to its project unless it names one.
@@ -95,7 +95,7 @@ pub(crate) struct RecordingsQuery {
 
 pub(crate) async fn list_recordings(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     query: Result<ApiQuery<RecordingsQuery>, ApiError>,
 ) -> Reply {
     // A malformed query is no reason to skip authorization: a key that may not list learns
@@ -147,7 +147,7 @@ fn recording_for(app: &App, key: &ApiKey, id: u64, action: Action) -> Result<Rec
 
 pub(crate) async fn get_recording(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
 ) -> Reply {
     ok(recording_for(&app, &key, id, app.read)?)
@@ -155,7 +155,7 @@ pub(crate) async fn get_recording(
 
 pub(crate) async fn update_recording(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
     body: Result<JsonBody<RecordingBody>, ApiError>,
 ) -> Reply {
@@ -190,7 +190,7 @@ pub(crate) async fn update_recording(
 
 pub(crate) async fn delete_recording(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
 ) -> Reply {
     let recording = recording_for(&app, &key, id, app.delete)?;
@@ -206,7 +206,7 @@ pub(crate) async fn delete_recording(
 
 pub(crate) async fn get_transcription(
     State(app): State<AppState>,
-    Authenticated(key): Authenticated,
+    Caller(key): Caller,
     Id(id): Id<u64>,
 ) -> Reply {
     let recording = recording_for(&app, &key, id, app.read)?;

@@ -173,8 +173,30 @@ pub(crate) async fn not_found() -> ApiError {
 }
 
 /// A route that exists without this method: 405 (axum adds the `Allow` header).
-pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+/// 405 for a method a real path does not have; but 401 first for a missing or bad key, as on
+/// every route (the layer does not wrap this fallback: such a request is neither limited nor
+/// counted).
+pub(crate) async fn method_not_allowed(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let authenticated = keygate::axum::bearer_token(&headers)
+        .ok_or(keygate::Deny::UnknownKey)
+        .and_then(|token| app.authenticate(token, crate::state::now()));
+    match authenticated {
+        Ok(key) => {
+            let mut response =
+                ApiError::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+                    .into_response();
+            response.extensions_mut().insert(key.key().id());
+            response
+        }
+        Err(deny) => {
+            let mut response = ApiError::unauthorized().into_response();
+            response.extensions_mut().insert(deny);
+            response
+        }
+    }
 }
 
 /// 414 for a URI over [`MAX_URI_LEN`], 431 for headers over [`MAX_HEADER_BYTES`], before

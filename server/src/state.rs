@@ -17,13 +17,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Bound, Deref};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use axum::extract::FromRef;
 use axum::http::StatusCode;
-use keygate::axum::{ApiError, KeyLookup};
+use keygate::axum::{ApiError, KeygateLayer};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, Deny, IssueError, Issuer, KeyId, KeySpec,
-    Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, Scope, SharedKeyring,
-    Timestamp, Token, TokenFormat, Usage, issue,
+    AccountId, Action, ApiKey, AuthenticatedKey, Catalog, Decision, Deny, IssueError, Issuer,
+    KeyId, KeySpec, Keyring, KeyringError, Permit, ProjectId, QuotaError, Resource, Scope,
+    SharedKeyring, Timestamp, Token, TokenFormat, Usage, issue,
 };
 use keygate_store::{Commit, KeyStore, SqliteStore, StoredKey, UsageFlusher};
 use serde::{Deserialize, Serialize};
@@ -45,11 +44,11 @@ const NEW_ID_ATTEMPTS: usize = 64;
 #[derive(Debug)]
 pub struct App {
     pub(crate) config: Config,
-    pub(crate) catalog: Catalog,
+    pub(crate) catalog: Arc<Catalog>,
     pub(crate) read: Action,
     pub(crate) write: Action,
     pub(crate) delete: Action,
-    keys: SharedKeyring,
+    keys: Arc<SharedKeyring>,
     /// The format of the tokens this server mints and accepts (see [`load_keys`]).
     pub(crate) format: TokenFormat,
     /// Every stored key's id, per account, in id order: the listing order and cursor. Updated
@@ -113,18 +112,43 @@ impl Deref for AppState {
     }
 }
 
-impl FromRef<AppState> for Arc<dyn KeyLookup> {
-    fn from_ref(state: &AppState) -> Self {
-        state.0.clone()
+impl App {
+    /// The layer that authenticates every supported route's requests, charges their rate limit
+    /// (in Redis with `--redis`) and counts their usage: keygate's own, on this server's keys.
+    pub(crate) fn keygate_layer(&self) -> KeygateLayer {
+        let layer = KeygateLayer::new(Arc::clone(&self.keys), Arc::clone(&self.catalog))
+            .with_route_prefix(crate::auth::API_PREFIX);
+        match &self.limiter {
+            Some(limiter) => layer.with_rate_limiter(Arc::new(SharedLimit(limiter.clone()))),
+            None => layer,
+        }
+    }
+
+    /// The key a token belongs to, as the layer would find it: for the routes the layer does
+    /// not wrap (the 405 fallback, the planted router).
+    pub(crate) fn authenticate(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<AuthenticatedKey, Deny> {
+        self.keys.authenticate(token, now)
     }
 }
 
-impl KeyLookup for App {
-    fn authenticate(&self, token: &str, now: Timestamp) -> Result<ApiKey, Deny> {
-        // The one copy: the `Authenticated` extractor owns its key.
-        self.keys
-            .authenticate(token, now)
-            .map(|found| found.key().clone())
+/// Every replica's rate limits in Redis, as the layer's limiter.
+struct SharedLimit(keygate_store::redis::RedisRateLimiter);
+
+impl keygate::axum::RateLimiter for SharedLimit {
+    fn check(&self, key: Arc<AuthenticatedKey>, now: Timestamp) -> keygate::axum::LimitFuture {
+        let limiter = self.0.clone();
+        Box::pin(async move {
+            limiter.check_key(&key, now).await.map_err(|refusal| {
+                if let keygate_store::redis::LimitRefusal::Unavailable(error) = &refusal {
+                    tracing::error!(%error, "the Redis rate limiter is unavailable");
+                }
+                ApiError::from(refusal)
+            })
+        })
     }
 }
 
@@ -280,12 +304,12 @@ impl App {
         let data = load_data(&*store)?;
         let app = App {
             config,
-            catalog,
+            catalog: Arc::new(catalog),
             read,
             write,
             delete,
             format,
-            keys: SharedKeyring::new(ring),
+            keys: Arc::new(SharedKeyring::new(ring)),
             by_account: RwLock::new(by_account),
             data: Mutex::new(data),
             store,
@@ -574,38 +598,6 @@ impl App {
         data.next_project = data.next_project.max(next_project);
         data.next_recording = data.next_recording.max(next_recording);
         Ok(())
-    }
-
-    /// Counts a request against the key's rate limit and every rate-limited ancestor's: in
-    /// Redis with `--redis` (one round trip, only for a key with a limit in its chain), else in
-    /// the current snapshot's atomic per-key state (no lock).
-    pub(crate) async fn rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
-            return self
-                .keys
-                .read(|ring| ring.check_rate_limit(id, now))
-                .map_err(ApiError::from);
-        };
-        limiter.check(&self.keys, id, now).await.map_err(|refusal| {
-            if let keygate_store::redis::LimitRefusal::Unavailable(error) = &refusal {
-                tracing::error!(%error, "the Redis rate limiter is unavailable");
-            }
-            ApiError::from(refusal)
-        })
-    }
-
-    /// Records a request in a key's usage under its method and route, without building the
-    /// endpoint's name.
-    pub(crate) fn record_usage(
-        &self,
-        id: KeyId,
-        method: &str,
-        route: &str,
-        status: u16,
-        now: Timestamp,
-    ) {
-        self.keys
-            .read(|ring| ring.record_request(id, method, route, status, now));
     }
 
     /// `authorize` with the key's creator cap.

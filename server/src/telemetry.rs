@@ -70,6 +70,15 @@ pub(crate) async fn log_requests(request: Request, next: Next) -> Response {
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    // What keygate's layer decided, from the response's extensions (never the token).
+    if let Some(id) = response.extensions().get::<keygate::KeyId>() {
+        span.record("key_id", tracing::field::display(id));
+    }
+    if let Some(deny) = response.extensions().get::<keygate::Deny>() {
+        span.record("decision", tracing::field::display(deny));
+    } else if status == 429 {
+        span.record("decision", "rate limited");
+    }
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| {
         if status >= 500 {

@@ -58,12 +58,50 @@ fn system_clock() -> Timestamp {
 ///     .route("/whoami", get(whoami))
 ///     .route_layer(KeygateLayer::new(keys, catalog));
 /// ```
+///
+/// What it decided is left in the response's extensions, for request logs: the authenticated
+/// key's [`KeyId`], or the [`Deny`] a request was refused with at authentication.
 #[derive(Clone)]
 pub struct KeygateLayer {
     keys: Arc<SharedKeyring>,
     catalog: Arc<Catalog>,
     clock: Clock,
+    /// Cut from the front of the matched route before usage is counted: the prefix a router is
+    /// nested under.
+    prefix: Option<Arc<str>>,
+    limiter: Option<Arc<dyn RateLimiter>>,
 }
+
+/// Where a [`KeygateLayer`] charges rate limits instead of the keyring's own per-replica state:
+/// a limiter shared by every replica of a service (`keygate-store`'s Redis limiter, say).
+///
+/// ```
+/// use std::sync::Arc;
+/// use keygate::axum::{ApiError, RateLimiter};
+/// use keygate::{AuthenticatedKey, Timestamp};
+///
+/// /// Admits everything and says so: a real limiter asks its store for the key's chain.
+/// struct Counting;
+///
+/// impl RateLimiter for Counting {
+///     fn check(&self, key: Arc<AuthenticatedKey>, _now: Timestamp)
+///         -> keygate::axum::LimitFuture {
+///         // The budgets to charge, all or none; `None`: a chain too deep to check, refuse.
+///         let budgets = key.rate_limit_chain().map(Iterator::count);
+///         Box::pin(async move { let _ = budgets; Ok::<(), ApiError>(()) })
+///     }
+/// }
+/// ```
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Charges the budgets of `key`'s rate-limit chain
+    /// ([`AuthenticatedKey::rate_limit_chain`]) at `now`, all or none: `Ok` admits the request,
+    /// an error is its response (429 with `Retry-After` for a spent budget, 503 when the
+    /// limiter cannot decide and refuses rather than admit unchecked).
+    fn check(&self, key: Arc<AuthenticatedKey>, now: Timestamp) -> LimitFuture;
+}
+
+/// What [`RateLimiter::check`] returns.
+pub type LimitFuture = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'static>>;
 
 impl core::fmt::Debug for KeygateLayer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -78,7 +116,24 @@ impl KeygateLayer {
             keys,
             catalog,
             clock: system_clock,
+            prefix: None,
+            limiter: None,
         }
+    }
+
+    /// The same layer, counting usage under routes without `prefix`: for a router nested under
+    /// it (`Router::nest("/api/v1", api)`), whose matched routes include it, so that the
+    /// endpoints registered with [`Keyring::with_endpoints`](crate::Keyring::with_endpoints)
+    /// can be written without it (`GET /recordings`).
+    pub fn with_route_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(Arc::from(prefix));
+        self
+    }
+
+    /// The same layer, charging rate limits in `limiter` instead of the keyring's own state.
+    pub fn with_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     /// The same layer on another clock (tests).
@@ -141,17 +196,22 @@ where
         let key = match found {
             Ok(key) => Arc::new(key),
             Err(deny) => {
-                let response = unauthorized(ApiError::refusal(&deny, &self.layer.catalog));
+                let mut response = unauthorized(ApiError::refusal(&deny, &self.layer.catalog));
+                response.extensions_mut().insert(deny);
                 return Box::pin(async move { Ok(response) });
             }
         };
-        if let Err(retry) = key.check_rate_limit(now) {
-            let response = ApiError::refusal(&retry, &self.layer.catalog).into_response();
-            record(&key, &request, response.status(), now);
-            return Box::pin(async move { Ok(response) });
-        }
         let method = request.method().clone();
         let route = request.extensions().get::<MatchedPath>().cloned();
+        let prefix = self.layer.prefix.clone();
+        let limit = match &self.layer.limiter {
+            // The keyring's own limiter: atomics, decided now.
+            None => Limit::Decided(
+                key.check_rate_limit(now)
+                    .map_err(|retry| ApiError::refusal(&retry, &self.layer.catalog)),
+            ),
+            Some(limiter) => Limit::Pending(limiter.check(Arc::clone(&key), now)),
+        };
         request.extensions_mut().insert(Found {
             key: Arc::clone(&key),
             catalog: Arc::clone(&self.layer.catalog),
@@ -162,25 +222,35 @@ where
         let mut inner = core::mem::replace(&mut self.inner, clone);
         let catalog = Arc::clone(&self.layer.catalog);
         Box::pin(async move {
-            let mut response = inner.call(request).await?;
-            // A refusal a handler returned is rendered with the catalog, which names permissions.
+            let admitted = match limit {
+                Limit::Decided(admitted) => admitted,
+                Limit::Pending(check) => check.await,
+            };
+            let mut response = match admitted {
+                Ok(()) => inner.call(request).await?,
+                Err(refusal) => refusal.into_response(),
+            };
+            // A refusal a handler (or the limiter) returned is rendered with the catalog, which
+            // names permissions.
             if let Some(pending) = response.extensions_mut().remove::<super::Pending>() {
                 response = pending.render(&catalog, response);
             }
             let route = route.as_ref().map_or("", MatchedPath::as_str);
+            let route = prefix
+                .as_deref()
+                .and_then(|prefix| route.strip_prefix(prefix))
+                .unwrap_or(route);
             key.record_request(method.as_str(), route, response.status().as_u16(), now);
+            response.extensions_mut().insert(key.key().id());
             Ok(response)
         })
     }
 }
 
-/// Counts a request the layer answered itself.
-fn record(key: &AuthenticatedKey, request: &Request, status: StatusCode, now: Timestamp) {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    key.record_request(request.method().as_str(), route, status.as_u16(), now);
+/// A request's rate-limit check: decided at once by the keyring, or pending in a limiter.
+enum Limit {
+    Decided(Result<(), ApiError>),
+    Pending(LimitFuture),
 }
 
 /// A 401 with `WWW-Authenticate: Bearer` (RFC 6750), and the API's body.

@@ -15,7 +15,7 @@ use crate::catalog::PermissionSet;
 use crate::decision::{Decision, Deny};
 use crate::issue::Permit;
 use crate::key::{ApiKey, KeyId};
-use crate::ratelimit::RetryAfter;
+use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::scope::Resource;
 use crate::timestamp::Timestamp;
 use crate::token::Token;
@@ -326,6 +326,17 @@ pub struct AuthenticatedKey {
     slot: u32,
 }
 
+/// The key itself: `caller.account()`, `caller.scope()`, as on an [`ApiKey`]. An
+/// `AuthenticatedKey` is a guard over the snapshot the key was found in, as a `Ref` is over a
+/// `RefCell`.
+impl core::ops::Deref for AuthenticatedKey {
+    type Target = ApiKey;
+
+    fn deref(&self) -> &ApiKey {
+        self.key()
+    }
+}
+
 impl fmt::Debug for AuthenticatedKey {
     /// The key's id only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -358,6 +369,14 @@ impl AuthenticatedKey {
     /// [`Keyring::check_rate_limit`] for this key: atomics, no lock.
     pub fn check_rate_limit(&self, now: Timestamp) -> Result<(), RetryAfter> {
         self.snapshot.check_rate_limit(self.key().id(), now)
+    }
+
+    /// [`Keyring::rate_limit_chain`] for this key: the budgets a request charges (its own limit
+    /// and its rate-limited ancestors'), for a limiter kept elsewhere (in Redis, say). `None`
+    /// where the keyring's own limiter refuses without charging (a chain deeper than
+    /// [`MAX_RATE_LIMIT_CHAIN`](crate::MAX_RATE_LIMIT_CHAIN)): refuse too.
+    pub fn rate_limit_chain(&self) -> Option<impl Iterator<Item = (KeyId, RateLimit)> + '_> {
+        self.snapshot.rate_limit_chain(self.key().id())
     }
 
     /// [`Keyring::record_request`] for this key: atomics, no lock, no allocation.

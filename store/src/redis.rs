@@ -262,6 +262,31 @@ impl RedisRateLimiter {
         }
     }
 
+    /// [`check`](Self::check) for a key a [`SharedKeyring`] authenticated: its chain is read from
+    /// the snapshot it was found in, and a fallback to the local limiter
+    /// ([`OnRedisError::FallBackToLocal`]) charges that snapshot's state.
+    pub async fn check_key(
+        &self,
+        key: &keygate::AuthenticatedKey,
+        now: Timestamp,
+    ) -> Result<(), LimitRefusal> {
+        // Copied out: nothing of the snapshot is read across the round trip.
+        let chain: Option<Vec<(KeyId, RateLimit)>> = key.rate_limit_chain().map(Iterator::collect);
+        let Some(chain) = chain else {
+            return Err(RetryAfter::after(now, Duration::from_secs(1)).into());
+        };
+        match self.check_chain(&chain, now).await {
+            Ok(decision) => decision.map_err(LimitRefusal::RateLimited),
+            Err(error) => match self.config.on_error {
+                OnRedisError::FailClosed => Err(LimitRefusal::Unavailable(error)),
+                OnRedisError::FallBackToLocal => {
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    key.check_rate_limit(now).map_err(LimitRefusal::RateLimited)
+                }
+            },
+        }
+    }
+
     /// One all-or-nothing GCRA step on these budgets at `now`, in one round trip: `Ok(Ok(()))`
     /// when every budget admits the request (each is charged), `Ok(Err(retry))` when one refuses
     /// (none is charged; `retry` is the first refusing budget's, in chain order), `Err` when
