@@ -39,7 +39,10 @@ fn system_clock() -> Timestamp {
 /// matched route (`GET /recordings/{id}`), never per raw path; register the routes with
 /// [`Keyring::with_endpoints`](crate::Keyring::with_endpoints). It is a plain tower layer over
 /// `http` requests, so a tonic gRPC service (whose `authorization` metadata is this very header)
-/// takes it the same way, through tonic's axum router.
+/// takes it the same way, through tonic's axum router (`Routes::into_axum_router`), and reads the
+/// caller with [`Caller::from_extensions`]. A gRPC client wants its refusals as `grpc-status`,
+/// not as a JSON body: see `grpc/` in keygate's repository (`grpc/tests/grpc.rs`) for the
+/// working setup, with the small adapter that does that.
 ///
 /// It also renders every [`ApiError`] made from a refusal with its catalog, so that a handler can
 /// write `deny?` and the client reads `"Permission agents:write required"`.
