@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ::axum::extract::{FromRequestParts, MatchedPath, Request};
 use ::axum::http::header::WWW_AUTHENTICATE;
 use ::axum::http::request::Parts;
-use ::axum::http::{HeaderValue, StatusCode};
+use ::axum::http::{Extensions, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -39,7 +39,10 @@ fn system_clock() -> Timestamp {
 /// matched route (`GET /recordings/{id}`), never per raw path; register the routes with
 /// [`Keyring::with_endpoints`](crate::Keyring::with_endpoints). It is a plain tower layer over
 /// `http` requests, so a tonic gRPC service (whose `authorization` metadata is this very header)
-/// takes it the same way, through tonic's axum router.
+/// takes it the same way, through tonic's axum router (`Routes::into_axum_router`), and reads the
+/// caller with [`Caller::from_extensions`]. A gRPC client wants its refusals as `grpc-status`,
+/// not as a JSON body: see `grpc/` in keygate's repository (`grpc/tests/grpc.rs`) for the
+/// working setup, with the small adapter that does that.
 ///
 /// It also renders every [`ApiError`] made from a refusal with its catalog, so that a handler can
 /// write `deny?` and the client reads `"Permission agents:write required"`.
@@ -274,6 +277,33 @@ fn unauthorized(error: ApiError) -> Response {
 pub struct Caller(pub Arc<AuthenticatedKey>);
 
 impl Caller {
+    /// The caller's key from a request's extensions, where [`KeygateLayer`] left it: for code
+    /// behind the layer that is not an axum handler, such as a tonic service or interceptor
+    /// (`request.extensions()`) or another tower layer. `None` if the layer did not run.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum::{extract::Request, routing::post, Router};
+    /// use keygate::axum::{Caller, KeygateLayer};
+    /// use keygate::{Catalog, SharedKeyring};
+    ///
+    /// // What a tonic method does with `request.extensions()`.
+    /// async fn check(request: Request) -> String {
+    ///     Caller::from_extensions(request.extensions())
+    ///         .map_or_else(String::new, |Caller(key)| key.key().name().to_owned())
+    /// }
+    /// let app: Router = Router::new()
+    ///     .route("/grpc.health.v1.Health/Check", post(check))
+    ///     .route_layer(KeygateLayer::new(Arc::new(SharedKeyring::default()),
+    ///         Arc::new(Catalog::read_write_delete())));
+    /// assert!(Caller::from_extensions(&axum::http::Extensions::new()).is_none());
+    /// ```
+    pub fn from_extensions(extensions: &Extensions) -> Option<Self> {
+        extensions
+            .get::<Found>()
+            .map(|found| Caller(Arc::clone(&found.key)))
+    }
+
     /// May the caller do `action` on `resource`? With the key's creator cap, at the request's
     /// instant; `?` turns a refusal into its response.
     pub fn authorize(
@@ -293,11 +323,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Found>()
-            .map(|found| Caller(Arc::clone(&found.key)))
-            .ok_or_else(ApiError::unauthorized)
+        Caller::from_extensions(&parts.extensions).ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -373,5 +399,65 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestTime {
             .get::<Found>()
             .map(|found| RequestTime(found.now))
             .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ::axum::Router;
+    use ::axum::body::Body;
+    use ::axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{AccountId, Issuer, KeySpec, Keyring, Scope};
+
+    /// What code that is no axum handler (a tonic service) sees behind the layer.
+    async fn caller_name(request: Request) -> String {
+        Caller::from_extensions(request.extensions()).map_or_else(
+            || "nobody".to_owned(),
+            |Caller(key)| key.key().name().to_owned(),
+        )
+    }
+
+    fn call(app: Router, token: &str) -> (StatusCode, String) {
+        let request = Request::post("/grpc.health.v1.Health/Check")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = ::axum::body::to_bytes(response.into_body(), 64)
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        })
+    }
+
+    #[test]
+    fn code_behind_the_layer_reads_the_caller_from_the_extensions() {
+        let catalog = Arc::new(Catalog::read_write_delete());
+        let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+        let spec = KeySpec::named("grpc-client");
+        let issued =
+            crate::issue(&catalog, &owner, spec, system_clock(), &mut rand::rng()).unwrap();
+        let mut keyring = Keyring::default();
+        keyring.insert(issued.key).unwrap();
+        let keys = Arc::new(SharedKeyring::new(keyring));
+        let route = || Router::new().route("/grpc.health.v1.Health/Check", post(caller_name));
+
+        let guarded = route().route_layer(KeygateLayer::new(keys, catalog));
+        let token = issued.token.expose_secret();
+        assert_eq!(
+            call(guarded.clone(), token),
+            (StatusCode::OK, "grpc-client".to_owned())
+        );
+        assert_eq!(call(guarded, "idc_nobody").0, StatusCode::UNAUTHORIZED);
+        // Without the layer there is no caller, whatever the request claims.
+        assert_eq!(call(route(), token), (StatusCode::OK, "nobody".to_owned()));
     }
 }
