@@ -260,7 +260,7 @@ impl App {
     /// A replica on a PostgreSQL store that other replicas share: [`App::open`], and once served,
     /// it applies every key, project and recording change another replica commits, within
     /// milliseconds (the store's notices), and reloads everything after a lost connection and
-    /// every `config.resync_interval` (see [`crate::replica`]).
+    /// every `config.resync_interval` (see the README's "Running several replicas").
     ///
     /// With `limiter`, every rate limit is checked in that Redis, so that it holds once across
     /// all the replicas.

@@ -63,7 +63,7 @@ fn system_clock() -> Timestamp {
 /// ```
 ///
 /// What it decided is left in the response's extensions, for request logs: the authenticated
-/// key's [`KeyId`], or the [`Deny`] a request was refused with at authentication.
+/// key's [`KeyId`](crate::KeyId), or the [`Deny`] a request was refused with at authentication.
 #[derive(Clone)]
 pub struct KeygateLayer {
     keys: Arc<SharedKeyring>,
