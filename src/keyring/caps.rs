@@ -137,12 +137,17 @@ impl Keyring {
     /// permissions. Nothing for a key this keyring does not hold.
     pub fn effective_permissions(&self, id: KeyId) -> PermissionSet {
         match self.slot_of(id) {
-            Ok(slot) => self.key_at(slot).map_or(PermissionSet::EMPTY, |key| {
-                key.permissions()
-                    .intersection(self.caps.get(self.cap_slot_at(slot)))
-            }),
+            Ok(slot) => self.effective_permissions_at(slot),
             Err(_) => PermissionSet::EMPTY,
         }
+    }
+
+    /// [`effective_permissions`](Self::effective_permissions) of the key in `slot`.
+    pub(super) fn effective_permissions_at(&self, slot: u32) -> PermissionSet {
+        self.key_at(slot).map_or(PermissionSet::EMPTY, |key| {
+            key.permissions()
+                .intersection(self.caps.get(self.cap_slot_at(slot)))
+        })
     }
 
     /// [`authorize_capped`](crate::authorize_capped) for a key already in hand (from
@@ -159,6 +164,23 @@ impl Keyring {
             Ok(slot) => *self.caps.get(self.cap_slot_at(slot)),
             Err(_) => PermissionSet::EMPTY,
         };
+        decision_for(
+            reason_code(key, &cap, action, resource, now),
+            action.permission(),
+        )
+    }
+
+    /// [`authorize_key`](Self::authorize_key) for `key`, found in `slot` of this very keyring: its
+    /// cap without an id lookup.
+    pub(super) fn authorize_at(
+        &self,
+        slot: u32,
+        key: &ApiKey,
+        action: Action,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Decision {
+        let cap = *self.caps.get(self.cap_slot_at(slot));
         decision_for(
             reason_code(key, &cap, action, resource, now),
             action.permission(),

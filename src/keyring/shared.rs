@@ -358,17 +358,17 @@ impl AuthenticatedKey {
     /// the key's creator cap. (A revocation published since the lookup shows in the next one.)
     pub fn authorize(&self, action: Action, resource: &Resource, now: Timestamp) -> Decision {
         self.snapshot
-            .authorize_key(self.key(), action, resource, now)
+            .authorize_at(self.slot, self.key(), action, resource, now)
     }
 
     /// What the key can do now: its frozen set capped by its creator's current permissions.
     pub fn effective_permissions(&self) -> PermissionSet {
-        self.snapshot.effective_permissions(self.key().id())
+        self.snapshot.effective_permissions_at(self.slot)
     }
 
     /// [`Keyring::check_rate_limit`] for this key: atomics, no lock.
     pub fn check_rate_limit(&self, now: Timestamp) -> Result<(), RetryAfter> {
-        self.snapshot.check_rate_limit(self.key().id(), now)
+        self.snapshot.check_rate_limit_at(self.slot, now)
     }
 
     /// [`Keyring::rate_limit_chain`] for this key: the budgets a request charges (its own limit
@@ -382,12 +382,12 @@ impl AuthenticatedKey {
     /// [`Keyring::record_request`] for this key: atomics, no lock, no allocation.
     pub fn record_request(&self, method: &str, route: &str, status: u16, now: Timestamp) {
         self.snapshot
-            .record_request(self.key().id(), method, route, status, now);
+            .record_request_at(self.slot, method, route, status, now);
     }
 
     /// [`Keyring::record_usage`] for this key: atomics, no lock, no allocation.
     pub fn record_usage(&self, endpoint: &str, status: u16, now: Timestamp) {
         self.snapshot
-            .record_usage(self.key().id(), endpoint, status, now);
+            .record_usage_at(self.slot, endpoint, status, now);
     }
 }

@@ -267,8 +267,17 @@ impl Keyring {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn check_rate_limit(&self, id: KeyId, now: Timestamp) -> Result<(), RetryAfter> {
+        match self.slot_of(id) {
+            Ok(slot) => self.check_rate_limit_at(slot, now),
+            Err(_) => Err(RetryAfter::after(now, core::time::Duration::from_secs(1))),
+        }
+    }
+
+    /// [`check_rate_limit`](Self::check_rate_limit) for the key in `slot` (found by a lookup in
+    /// this very keyring): no id lookup for the key itself.
+    pub(super) fn check_rate_limit_at(&self, slot: u32, now: Timestamp) -> Result<(), RetryAfter> {
         let refuse = || RetryAfter::after(now, core::time::Duration::from_secs(1));
-        let chain = self.chain_slots(id).ok_or_else(refuse)?;
+        let chain = self.chain_from(slot).ok_or_else(refuse)?;
         let mut charged: [Option<(usize, i64)>; MAX_RATE_LIMIT_CHAIN] =
             [None; MAX_RATE_LIMIT_CHAIN];
         for ((index, limit), record) in chain.iter().flatten().zip(charged.iter_mut()) {
@@ -314,18 +323,23 @@ impl Keyring {
     /// The (slot, limit) pairs of the chain `rate_limit_chain` describes, without allocating;
     /// `None` for an unknown id or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`].
     fn chain_slots(&self, id: KeyId) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
+        self.chain_from(self.slot_of(id).ok()?)
+    }
+
+    /// [`chain_slots`](Self::chain_slots) from the key in `slot`.
+    fn chain_from(&self, slot: u32) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
         let mut chain: [Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN] =
             [None; MAX_RATE_LIMIT_CHAIN];
-        let mut next = Some(id);
+        let mut next = usize::try_from(slot).ok();
         for link in &mut chain {
-            let Some(current) = next else { break };
-            let index = usize::try_from(self.slot_of(current).ok()?).ok()?;
+            let Some(index) = next else { break };
             let key = self.keys.get(index)?;
             *link = key.rate_limit().map(|limit| (index, *limit));
             // An ancestor removed from the keyring ends the chain: nothing left to charge.
             next = key
                 .issued_by()
-                .filter(|parent| self.slot_of(*parent).is_ok());
+                .and_then(|parent| self.slot_of(parent).ok())
+                .and_then(|parent| usize::try_from(parent).ok());
         }
         next.is_none().then_some(chain)
     }
@@ -334,8 +348,18 @@ impl Keyring {
     /// [`Keyring::with_endpoints`]; anything else counts under [`Usage::OTHER`]), answered with
     /// `status` at `now`. Atomic counters: no lock, no allocation. Unknown ids are ignored.
     pub fn record_usage(&self, id: KeyId, endpoint: &str, status: u16, now: Timestamp) {
+        if let Ok(slot) = self.slot_of(id) {
+            self.record_usage_at(slot, endpoint, status, now);
+        }
+    }
+
+    /// [`record_usage`](Self::record_usage) for the key in `slot`: no id lookup.
+    pub(super) fn record_usage_at(&self, slot: u32, endpoint: &str, status: u16, now: Timestamp) {
         let index = self.endpoints.index(endpoint);
-        if let Some(cell) = self.cell_of(id) {
+        if let Some(cell) = usize::try_from(slot)
+            .ok()
+            .and_then(|slot| self.cells.get(slot))
+        {
             cell.record(index, status, now);
         }
     }
@@ -351,8 +375,25 @@ impl Keyring {
         status: u16,
         now: Timestamp,
     ) {
+        if let Ok(slot) = self.slot_of(id) {
+            self.record_request_at(slot, method, route, status, now);
+        }
+    }
+
+    /// [`record_request`](Self::record_request) for the key in `slot`: no id lookup.
+    pub(super) fn record_request_at(
+        &self,
+        slot: u32,
+        method: &str,
+        route: &str,
+        status: u16,
+        now: Timestamp,
+    ) {
         let index = self.endpoints.index_of(method, route);
-        if let Some(cell) = self.cell_of(id) {
+        if let Some(cell) = usize::try_from(slot)
+            .ok()
+            .and_then(|slot| self.cells.get(slot))
+        {
             cell.record(index, status, now);
         }
     }
