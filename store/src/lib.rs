@@ -70,7 +70,9 @@
 //!
 //! Several replicas may share one SQLite file on one host: each flushes its own deltas, and the
 //! store adds them (`total = total + delta`, read and written inside one write transaction).
-//! Replicas do not see each other's key changes until they reload.
+//! Replicas do not see each other's key changes until they reload; for replicas on several hosts
+//! that see each other's changes as they commit, use [`PgStore`] (feature `postgres`), which
+//! announces every commit to [`PgStore::listen`]ers.
 //!
 //! # One rate limit across replicas (feature `redis`)
 //!
