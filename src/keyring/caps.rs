@@ -159,10 +159,8 @@ impl Keyring {
             Ok(slot) => *self.caps.get(self.cap_slot_at(slot)),
             Err(_) => PermissionSet::EMPTY,
         };
-        decision_for(
-            reason_code(key, &cap, action, resource, now),
-            action.permission(),
-        )
+        let (reason, missing) = reason_code(key, &cap, &action, resource, now);
+        decision_for(reason, missing)
     }
 
     /// The key with this id as the caller of [`issue`](crate::issue()) or
