@@ -441,6 +441,97 @@ fn authorize_missing_permission(runner: &mut CtRunner, rng: &mut BenchRng) {
     );
 }
 
+/// `key` with `permissions` instead of its own, everything else kept.
+fn with_permissions(key: &ApiKey, permissions: PermissionSet) -> ApiKey {
+    let mut fresh = ApiKey::new(
+        key.id(),
+        key.name(),
+        key.account(),
+        key.scope(),
+        permissions,
+        key.token_hash(),
+        key.created_at(),
+    );
+    if let Some(at) = key.expires_at() {
+        fresh = fresh.with_expiry(at);
+    }
+    fresh
+}
+
+/// Four random permissions other than the needed one, and the needed one: what the all-of and
+/// any-of tests ask for.
+fn needed_set(world: &World, rng: &mut BenchRng) -> Vec<Permission> {
+    let mut set = vec![world.needed];
+    while set.len() < 5 {
+        let p = world.all[rng.random_range(0..world.all.len())];
+        if !set.contains(&p) {
+            set.push(p);
+        }
+    }
+    set
+}
+
+/// An all-of action: allowed to a key holding all five needed permissions (Left) vs denied to
+/// one lacking a random one of them (Right), which the refusal names; other permissions random.
+fn authorize_all_of(runner: &mut CtRunner, rng: &mut BenchRng) {
+    authorize_classes(
+        runner,
+        rng,
+        |world, r, rng| {
+            let needed = needed_set(world, rng);
+            let set: PermissionSet = needed.iter().copied().collect();
+            r.action = Action::all_of(set).unwrap_or(Action::new(world.needed));
+            r.key = with_permissions(&r.key, r.key.permissions().union(&set));
+        },
+        |_, r, rng| {
+            let needed: Vec<Permission> = r.action.permissions().iter().collect();
+            let lacking = needed[rng.random_range(0..needed.len())];
+            let held: PermissionSet = r
+                .key
+                .permissions()
+                .iter()
+                .filter(|p| *p != lacking)
+                .collect();
+            r.key = with_permissions(&r.key, held);
+        },
+        |d| matches!(d, Decision::Deny(keygate::Deny::MissingPermission(_))),
+    );
+}
+
+/// An any-of action over five permissions: allowed to a key holding a random one of them (Left)
+/// vs denied to one holding none (Right); other permissions random.
+fn authorize_any_of(runner: &mut CtRunner, rng: &mut BenchRng) {
+    authorize_classes(
+        runner,
+        rng,
+        |world, r, rng| {
+            let needed = needed_set(world, rng);
+            let set: PermissionSet = needed.iter().copied().collect();
+            r.action = Action::any_of(set).unwrap_or(Action::new(world.needed));
+            let one = needed[rng.random_range(0..needed.len())];
+            let mut held: PermissionSet = r
+                .key
+                .permissions()
+                .iter()
+                .filter(|p| !needed.contains(p))
+                .collect();
+            held.insert(one);
+            r.key = with_permissions(&r.key, held);
+        },
+        |_, r, _| {
+            let needed = *r.action.permissions();
+            let held: PermissionSet = r
+                .key
+                .permissions()
+                .iter()
+                .filter(|p| !bool::from(needed.contains(*p)))
+                .collect();
+            r.key = with_permissions(&r.key, held);
+        },
+        |d| matches!(d, Decision::Deny(keygate::Deny::MissingPermission(_))),
+    );
+}
+
 /// The same request allowed to an account-wide key (Left) vs a key scoped to the project
 /// (Right): the scope's kind is key data too, and is read through an enum match.
 fn authorize_scope_kind(runner: &mut CtRunner, rng: &mut BenchRng) {
@@ -681,6 +772,8 @@ fn main() {
         ("authorize_scope_kind", authorize_scope_kind),
         ("authorize_expiry_kind", authorize_expiry_kind),
         ("authorize_creator_cap", authorize_creator_cap),
+        ("authorize_all_of", authorize_all_of),
+        ("authorize_any_of", authorize_any_of),
         ("keyring_hit_miss", keyring_hit_miss),
         ("authenticate_hit_miss", authenticate_hit_miss),
         ("leaky_control", leaky_control),

@@ -1,7 +1,8 @@
 //! Criterion benches of keygate's per-request hot paths and of the work done once per key.
 //!
-//! `authorize` is timed once for Allow and once for every deny reason it can return: the function
-//! is constant time, so all seven should read the same. `TokenHash::of` is the SHA-256 every
+//! `authorize` is timed once for Allow, once for every deny reason it can return, and for actions
+//! needing all of or any of several permissions: the function is constant time, so all ten should
+//! read the same. `TokenHash::of` is the SHA-256 every
 //! presented token costs. Catalog construction and pattern expansion use seed 004's 101
 //! fine-grained permission names; record serde is a seed-004 key to and from JSON.
 //!
@@ -58,7 +59,12 @@ fn bench_authorize(c: &mut Criterion) {
     let write = Action::named(&catalog, "write").expect("known");
     let delete = Action::named(&catalog, "delete").expect("known");
     let own = Resource::in_project(acct, project);
-    let cases: [(&str, &ApiKey, Action, Resource); 7] = [
+    // Several permissions: all of read and write (held), any of write and delete (write held),
+    // all of write and delete (delete lacking).
+    let read_and_write = Action::all_of_named(&catalog, ["read", "write"]).expect("known");
+    let write_or_delete = Action::any_of_named(&catalog, ["write", "delete"]).expect("known");
+    let write_and_delete = Action::all_of_named(&catalog, ["write", "delete"]).expect("known");
+    let cases: [(&str, &ApiKey, Action, Resource); 10] = [
         ("allow", &scoped, write, own),
         ("deny_revoked", &revoked, write, own),
         ("deny_expired", &expired, write, own),
@@ -81,6 +87,9 @@ fn bench_authorize(c: &mut Criterion) {
             Resource::in_project(acct, ProjectId::from_u64(43)),
         ),
         ("deny_missing_permission", &scoped, delete, own),
+        ("allow_all_of", &scoped, read_and_write, own),
+        ("allow_any_of", &scoped, write_or_delete, own),
+        ("deny_all_of", &scoped, write_and_delete, own),
     ];
 
     let mut group = c.benchmark_group("authorize");

@@ -8,14 +8,18 @@
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use crate::catalog::{Catalog, CatalogError, Permission, PermissionSet};
+use crate::catalog::{Catalog, CatalogError, Permission, PermissionSet, nonzero};
 use crate::ct::{Present, at_or_before, id_word};
 use crate::decision::{Decision, Deny};
 use crate::key::ApiKey;
 use crate::scope::{ProjectId, Resource, Target};
 use crate::timestamp::Timestamp;
 
-/// What a request wants to do: the permission it needs, and whether it is account-level.
+/// What a request wants to do: the permissions it needs, and whether it is account-level.
+///
+/// Most actions need one permission ([`new`](Self::new), [`named`](Self::named)); an action may
+/// also need several ([`all_of`](Self::all_of)) or accept any of several
+/// ([`any_of`](Self::any_of)). Rule 5 checks every form in the same constant time.
 ///
 /// Account-level actions are the ones that change the set of projects (creating or destroying
 /// one, IdentityCall's Create Project): only account-wide keys may do them. A listing is *not* account-level: it uses
@@ -29,10 +33,15 @@ use crate::timestamp::Timestamp;
 /// assert_eq!(Action::for_method(&catalog, "PATCH")?, Action::named(&catalog, "write")?);
 /// # Ok::<(), keygate::CatalogError>(())
 /// ```
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Action {
-    permission: Permission,
+    /// Never empty: the constructors refuse an empty set, which all-of would pass vacuously.
+    needed: PermissionSet,
+    /// The lowest needed permission: what [`permission`](Self::permission) answers, and the one
+    /// an any-of refusal names.
+    first: Permission,
+    /// Any of `needed` suffices; otherwise all of it is needed.
+    any: bool,
     account_level: bool,
 }
 
@@ -40,9 +49,79 @@ impl Action {
     /// An action needing `permission`, inside a project or on a listing.
     pub const fn new(permission: Permission) -> Self {
         Self {
-            permission,
+            needed: PermissionSet::single(permission),
+            first: permission,
+            any: false,
             account_level: false,
         }
+    }
+
+    /// An action needing every permission of `needed`. A refusal names the lowest-index one the
+    /// key lacks. An empty set is an error ([`CatalogError::EmptyAction`]).
+    ///
+    /// Build the set with [`Catalog::resolve`] (exact names) or
+    /// [`all_of_named`](Self::all_of_named): [`Catalog::expand`] adds what the names imply, which
+    /// an action needing `agents:write` should not also need.
+    pub fn all_of(needed: PermissionSet) -> Result<Self, CatalogError> {
+        Self::of(needed, false)
+    }
+
+    /// An action any one permission of `alternatives` allows. A refusal names the lowest-index
+    /// one. An empty set is an error ([`CatalogError::EmptyAction`]).
+    ///
+    /// Build the set with [`Catalog::resolve`] (exact names) or
+    /// [`any_of_named`](Self::any_of_named), not [`Catalog::expand`]: that adds what the names
+    /// imply, so `any_of(expand(["agents:write"]))` would also accept `agents:read`.
+    ///
+    /// ```
+    /// use keygate::{authorize, AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId,
+    ///     Resource, Scope, Timestamp, TokenHash};
+    /// let catalog = Catalog::new(["calls:read", "calls:admin", "billing:read"])?;
+    /// let acct = AccountId::from_u64(1);
+    /// let key = ApiKey::new(KeyId::from_bytes([1; 16]), "k", acct, Scope::Account,
+    ///     catalog.resolve(["calls:admin"])?, TokenHash::of("t"), Timestamp::EPOCH);
+    /// let now = Timestamp::from_unix_seconds(1);
+    /// let listing = Resource::listing(acct);
+    ///
+    /// let view_calls = Action::any_of_named(&catalog, ["calls:read", "calls:admin"])?;
+    /// assert_eq!(authorize(&key, view_calls, &listing, now), Decision::Allow);
+    ///
+    /// let report = Action::all_of_named(&catalog, ["calls:read", "billing:read"])?;
+    /// let calls_read = catalog.permission("calls:read").unwrap();
+    /// assert_eq!(authorize(&key, report, &listing, now),
+    ///     Decision::Deny(Deny::MissingPermission(calls_read)));
+    /// # Ok::<(), keygate::CatalogError>(())
+    /// ```
+    pub fn any_of(alternatives: PermissionSet) -> Result<Self, CatalogError> {
+        Self::of(alternatives, true)
+    }
+
+    /// [`all_of`](Self::all_of) the permissions with these exact names.
+    pub fn all_of_named<I, S>(catalog: &Catalog, names: I) -> Result<Self, CatalogError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::all_of(catalog.resolve(names)?)
+    }
+
+    /// [`any_of`](Self::any_of) the permissions with these exact names.
+    pub fn any_of_named<I, S>(catalog: &Catalog, names: I) -> Result<Self, CatalogError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::any_of(catalog.resolve(names)?)
+    }
+
+    fn of(needed: PermissionSet, any: bool) -> Result<Self, CatalogError> {
+        let first = needed.iter().next().ok_or(CatalogError::EmptyAction)?;
+        Ok(Self {
+            needed,
+            first,
+            any,
+            account_level: false,
+        })
     }
 
     /// The action needing the permission called `name`.
@@ -71,14 +150,47 @@ impl Action {
         self
     }
 
-    /// The permission the action needs.
+    /// The permission the action needs: for one needing several, or accepting alternatives, the
+    /// lowest-index of them (what a single-permission action always answered).
     pub const fn permission(&self) -> Permission {
-        self.permission
+        self.first
+    }
+
+    /// Every permission the action needs, or accepts one of.
+    pub const fn permissions(&self) -> &PermissionSet {
+        &self.needed
+    }
+
+    /// Whether any one of [`permissions`](Self::permissions) suffices (built with
+    /// [`any_of`](Self::any_of)); otherwise all of them are needed.
+    pub const fn is_any_of(&self) -> bool {
+        self.any
     }
 
     /// Whether only account-wide keys may do it.
     pub const fn is_account_level(&self) -> bool {
         self.account_level
+    }
+}
+
+/// Built through the constructors, so that fuzzing never makes an action needing nothing.
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Action {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let first = <Permission as arbitrary::Arbitrary>::arbitrary(u)?;
+        let action = match <u8 as arbitrary::Arbitrary>::arbitrary(u)? % 3 {
+            0 => Self::new(first),
+            kind => {
+                let mut needed = <PermissionSet as arbitrary::Arbitrary>::arbitrary(u)?;
+                needed.insert(first);
+                Self::of(needed, kind == 2).unwrap_or(Self::new(first))
+            }
+        };
+        Ok(if <bool as arbitrary::Arbitrary>::arbitrary(u)? {
+            action.at_account_level()
+        } else {
+            action
+        })
     }
 }
 
@@ -128,8 +240,10 @@ fn target_parts(target: Target) -> (Choice, Choice, u128) {
 /// 3. an account-level action needs an account-wide key ([`Deny::AccountLevelAction`]);
 /// 4. a project-scoped key reaches only its own project's resources and listings
 ///    ([`Deny::OutOfScope`]);
-/// 5. the key holds the action's permission ([`Deny::MissingPermission`]); with
-///    [`authorize_capped`], its creator holds it too.
+/// 5. the key holds the action's permission ([`Deny::MissingPermission`]): every one of an
+///    [`all_of`](Action::all_of) action's (the refusal names the lowest-index one missing), at
+///    least one of an [`any_of`](Action::any_of) action's (the refusal names the lowest-index
+///    one); with [`authorize_capped`], its creator holds them too.
 ///
 /// The time taken does not depend on the key's data or on which rule fails.
 ///
@@ -186,10 +300,8 @@ pub fn authorize_capped(
     resource: &Resource,
     now: Timestamp,
 ) -> Decision {
-    decision_for(
-        reason_code(key, cap, action, resource, now),
-        action.permission,
-    )
+    let (reason, missing) = reason_code(key, cap, &action, resource, now);
+    decision_for(reason, missing)
 }
 
 /// Rule 1's two failures, (revoked, expired), in constant time.
@@ -211,14 +323,15 @@ pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
     reason
 }
 
-/// All five rules, as the code of the first failing one (or `ALLOW`), in constant time.
+/// All five rules, as the code of the first failing one (or `ALLOW`) and the permission a
+/// `MISSING_PERMISSION` refusal names, in constant time.
 pub(crate) fn reason_code(
     key: &ApiKey,
     cap: &PermissionSet,
-    action: Action,
+    action: &Action,
     resource: &Resource,
     now: Timestamp,
-) -> u8 {
+) -> (u8, Permission) {
     let (key_account_wide, key_project) = scope_parts(&key.scope);
     let (not_at_account, at_listing, resource_project) = target_parts(resource.target());
     let account_level_action = Choice::from(u8::from(action.account_level));
@@ -234,10 +347,7 @@ pub(crate) fn reason_code(
     // keys of that project; the account itself only by account-wide keys.
     let in_own_project = not_at_account & key_project.ct_eq(&resource_project);
     let in_scope = key_account_wide | at_listing | in_own_project;
-    let has_permission = key
-        .permissions
-        .intersection(cap)
-        .contains(action.permission);
+    let (has_permission, missing) = permission_rule(&key.permissions, cap, action);
 
     // Assign from the last rule to the first, so the first failing rule's code is what remains.
     // `conditional_select(a, b, c)` is `b` when `c` holds, else `a`: selecting on a rule that
@@ -249,7 +359,41 @@ pub(crate) fn reason_code(
     reason = u8::conditional_select(&code::OTHER_ACCOUNT, &reason, same_account);
     reason.conditional_assign(&code::EXPIRED, expired);
     reason.conditional_assign(&code::REVOKED, revoked);
-    reason
+    (reason, missing)
+}
+
+/// Rule 5: whether the key, capped, holds what the action needs, and the permission a refusal
+/// names. Both forms are computed over every word, then one is selected by the action's kind
+/// (public, but selected anyway so the code is the same for both).
+fn permission_rule(
+    permissions: &PermissionSet,
+    cap: &PermissionSet,
+    action: &Action,
+) -> (Choice, Permission) {
+    let mut lacking = PermissionSet::EMPTY;
+    let mut lacking_any = 0u64;
+    let mut held_any = 0u64;
+    for (((out, p), c), n) in lacking
+        .words_mut()
+        .iter_mut()
+        .zip(permissions.words())
+        .zip(cap.words())
+        .zip(action.needed.words())
+    {
+        let held = p & c;
+        *out = n & !held;
+        lacking_any |= *out;
+        held_any |= n & held;
+    }
+    // All of: nothing needed is lacking. Any of: something needed is held.
+    let any = Choice::from(u8::from(action.any));
+    let all_of_holds = Choice::from(nonzero(lacking_any) ^ 1);
+    let any_of_holds = Choice::from(nonzero(held_any));
+    let has_permission = Choice::conditional_select(&all_of_holds, &any_of_holds, any);
+    // All of names the lowest needed permission lacking; any of, the lowest needed (public).
+    let lowest_lacking = lacking.ct_lowest().index() as u8;
+    let named = u8::conditional_select(&lowest_lacking, &(action.first.index() as u8), any);
+    (has_permission, Permission::from_index(named))
 }
 
 /// Turns the selected code into the public enum, after every rule was evaluated.
@@ -260,6 +404,14 @@ pub(crate) fn reason_code(
 /// another for a miss: valgrind (ctgrind/) flagged it, and `benches/ct.rs` measured it
 /// (`keyring_hit_miss`). The caller acts on the outcome anyway, but the claim is "no branch on
 /// secrets inside", and the outcome of a keyring lookup is derived from the token.
+///
+/// Never inlined: compiled on its own, the match is the one shift of a constant table above. In
+/// its callers, the compiler sank the work computing the permission (rule 5's lowest lacking
+/// one, read only by the `MISSING_PERMISSION` arm) into that arm, or returned the code itself
+/// from the arms where it equals the enum's tag; an arm that does either cannot be a table entry,
+/// and the match became a jump table indexed by the secret code, which ctgrind reported (in
+/// `authorize`, then in `Keyring::authorize`). A call costs about a nanosecond.
+#[inline(never)]
 pub(crate) fn decision_for(reason: u8, permission: Permission) -> Decision {
     match reason & 7 {
         code::ALLOW => Decision::Allow,

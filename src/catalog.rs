@@ -16,7 +16,9 @@ pub const MAX_PERMISSIONS: usize = 256;
 /// The longest permission or role name accepted.
 pub const MAX_NAME_LEN: usize = 64;
 
-const WORDS: usize = MAX_PERMISSIONS / 64;
+pub(crate) const WORDS: usize = MAX_PERMISSIONS / 64;
+// `PermissionSet::single` spells the four words out; `Permission` is a `u8`.
+const _: () = assert!(WORDS == 4 && MAX_PERMISSIONS == u8::MAX as usize + 1);
 
 /// Why a catalog, a role or a permission list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +48,12 @@ pub enum CatalogError {
     /// A well-formed pattern that matches no permission of the catalog.
     #[error("permission pattern {0:?} matches no permission")]
     NoMatch(String),
+    /// An implication whose `then` list is empty: it would say nothing, so it is likely a mistake.
+    #[error("implication {0:?} implies nothing")]
+    EmptyImplication(String),
+    /// An action needing no permission at all, which an all-of check would pass vacuously.
+    #[error("an action must need at least one permission")]
+    EmptyAction,
 }
 
 /// One permission of a catalog: its index, `0..catalog.len()`.
@@ -58,6 +66,11 @@ pub struct Permission(u8);
 impl Permission {
     /// The permission at index 0: a placeholder where a value is needed but never read.
     pub(crate) const FIRST: Self = Self(0);
+
+    /// The permission at `index`.
+    pub(crate) const fn from_index(index: u8) -> Self {
+        Self(index)
+    }
 
     /// The index of this permission in its catalog.
     pub const fn index(self) -> usize {
@@ -88,10 +101,16 @@ impl PermissionSet {
     pub const ALL: PermissionSet = PermissionSet([u64::MAX; WORDS]);
 
     /// The set holding exactly `permission`.
-    pub fn single(permission: Permission) -> Self {
-        let mut set = Self::EMPTY;
-        set.insert(permission);
-        set
+    pub const fn single(permission: Permission) -> Self {
+        let index = permission.0 as usize;
+        let bit = 1u64 << (index % 64);
+        // A `u8` index over 64 is below 4 = WORDS (asserted below), so every index has its arm.
+        Self(match index / 64 {
+            0 => [bit, 0, 0, 0],
+            1 => [0, bit, 0, 0],
+            2 => [0, 0, bit, 0],
+            _ => [0, 0, 0, bit],
+        })
     }
 
     /// Adds a permission.
@@ -140,6 +159,42 @@ impl PermissionSet {
             outside |= a & !b;
         }
         outside.ct_eq(&0)
+    }
+
+    /// The set's words, for the constant-time rules in `authorize`.
+    pub(crate) const fn words(&self) -> &[u64; WORDS] {
+        &self.0
+    }
+
+    /// The set's words, to fill.
+    pub(crate) fn words_mut(&mut self) -> &mut [u64; WORDS] {
+        &mut self.0
+    }
+
+    /// The lowest permission in the set, or [`Permission::FIRST`] when it is empty, without a
+    /// branch or a memory index that depends on the bits: the trailing zeros of the whole
+    /// 256-bit set, from each word's, by arithmetic alone.
+    pub(crate) fn ct_lowest(&self) -> Permission {
+        // `trailing_zeros` compiles to `tzcnt` (or `bsf` and a `cmov` for zero) on x86-64 and to
+        // `rbit` + `clz` on aarch64: no branch, and latency independent of the value on current
+        // cores. It is 64 for a zero word.
+        //
+        // The barrier hides that each count is at most 64, so the compiler cannot see that
+        // `count >> 6` below is a 0-or-1 "word is zero" flag and turn the arithmetic into a
+        // select, or a branch. One barrier for all four words: per-word `Choice` selection cost
+        // a dozen instructions a word more, on every `authorize`.
+        let [w0, w1, w2, w3] = self.0;
+        let [t0, t1, t2, t3] = core::hint::black_box([
+            w0.trailing_zeros(),
+            w1.trailing_zeros(),
+            w2.trailing_zeros(),
+            w3.trailing_zeros(),
+        ]);
+        // The zeros of words 0..i, then those of word i only when every word before it is zero:
+        // `(count >> 6)` is 1 exactly for a zero word, and `0 - 1` masks everything in.
+        let then = |count: u32, rest: u32| count + ((0u32.wrapping_sub(count >> 6)) & rest);
+        // At most 256 (an empty set), which truncates to 0: the documented answer.
+        Permission(then(t0, then(t1, then(t2, t3))) as u8)
     }
 
     /// [`ct_is_subset`](Self::ct_is_subset) as a `bool`, for code that is not secret-dependent.
@@ -241,9 +296,15 @@ impl Role {
 pub struct Catalog {
     names: Vec<String>,
     roles: Vec<Role>,
+    /// The implications as declared, for serialization.
+    implications: Vec<ImplicationSpec>,
+    /// Per permission index, everything it implies, itself included, to a fixpoint. Empty when
+    /// the catalog declares no implication (every closure is then the permission alone).
+    closure: Vec<PermissionSet>,
 }
 
-/// The serialized form of a [`Catalog`]: the permission names, and roles in ascending rank.
+/// The serialized form of a [`Catalog`]: the permission names, roles in ascending rank, and the
+/// implications between permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSpec {
@@ -252,6 +313,27 @@ pub struct CatalogSpec {
     /// Named roles, lowest rank first, each a list of names or patterns.
     #[serde(default)]
     pub roles: Vec<RoleSpec>,
+    /// Permissions that imply others (`*:write` implies `*:read`), applied when patterns are
+    /// expanded (issuing, roles), never to stored keys. Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub implications: Vec<ImplicationSpec>,
+}
+
+/// One implication: whoever is granted what `if` matches is granted what `then` matches too.
+///
+/// A `*` resource segment in `if` binds: `{"if": "*:write", "then": ["*:read"]}` means
+/// `agents:write` implies `agents:read`, `calls:write` implies `calls:read`, and so on for every
+/// resource; a bound `then` pattern may match nothing for some resources (a resource with
+/// `write` but no `read`), though it must match for at least one. Without the binding, `then`
+/// patterns are plain patterns and must each match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImplicationSpec {
+    /// A permission name or pattern.
+    #[serde(rename = "if")]
+    pub if_: String,
+    /// Names or patterns implied by it.
+    pub then: Vec<String>,
 }
 
 /// The serialized form of a [`Role`].
@@ -268,6 +350,10 @@ impl TryFrom<CatalogSpec> for Catalog {
     type Error = CatalogError;
     fn try_from(spec: CatalogSpec) -> Result<Self, CatalogError> {
         let mut catalog = Catalog::new(spec.permissions)?;
+        // Implications first, so roles are expanded with them.
+        for implication in spec.implications {
+            catalog = catalog.with_implication(&implication.if_, &implication.then)?;
+        }
         for role in spec.roles {
             catalog = catalog.with_role(&role.name, role.permissions)?;
         }
@@ -288,6 +374,7 @@ impl From<Catalog> for CatalogSpec {
         CatalogSpec {
             permissions: catalog.names,
             roles,
+            implications: catalog.implications,
         }
     }
 }
@@ -296,6 +383,31 @@ fn valid_segment(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// 1 when `word` is non-zero, else 0, by arithmetic: the sign bit of `word | -word` is set
+/// exactly when some bit is. Cheaper than `!word.ct_eq(&0)`, which passes two optimization
+/// barriers where the `Choice` built from this passes one.
+pub(crate) fn nonzero(word: u64) -> u8 {
+    ((word | word.wrapping_neg()) >> 63) as u8
+}
+
+/// A pattern other than `*`, checked and split into (resource, action).
+fn check_pattern(pattern: &str) -> Result<(Option<&str>, &str), CatalogError> {
+    let (resource, action) = match pattern.split_once(':') {
+        Some((r, a)) => (Some(r), a),
+        None => (None, pattern),
+    };
+    let wildcard_ok = |s: &str| s == "*" || valid_segment(s);
+    if pattern.len() > MAX_NAME_LEN
+        || !wildcard_ok(action)
+        || !resource.is_none_or(wildcard_ok)
+        || (resource.is_none() && action == "*")
+        || (resource == Some("*") && action == "*")
+    {
+        return Err(CatalogError::InvalidPattern(pattern.to_owned()));
+    }
+    Ok((resource, action))
 }
 
 fn valid_permission_name(name: &str) -> bool {
@@ -312,6 +424,8 @@ impl Catalog {
     pub(crate) const EMPTY: Self = Self {
         names: Vec::new(),
         roles: Vec::new(),
+        implications: Vec::new(),
+        closure: Vec::new(),
     };
 
     /// A catalog of these permission names, in this order. Names must be valid, distinct and at
@@ -337,7 +451,132 @@ impl Catalog {
         Ok(Self {
             names,
             roles: Vec::new(),
+            implications: Vec::new(),
+            closure: Vec::new(),
         })
+    }
+
+    /// Declares that whoever is granted what `if_pattern` matches is granted what `then`
+    /// matches too. [`expand`](Self::expand) (issuing keys, roles) applies implications,
+    /// transitively (cycles are fine); [`resolve`](Self::resolve) (loading stored keys) does not,
+    /// so adding an implication never widens a key already issued. Roles already added are
+    /// widened by it, as if declared after it.
+    ///
+    /// A `*` resource segment in `if_pattern` binds, as in [`ImplicationSpec`]: `*:write`
+    /// implying `*:read` means `agents:write` implies `agents:read`, and so on per resource.
+    ///
+    /// ```
+    /// use keygate::Catalog;
+    /// let catalog = Catalog::new(["agents:read", "agents:write", "calls:read", "calls:write"])?
+    ///     .with_implication("*:write", ["*:read"])?
+    ///     .with_role("agent-editor", ["agents:write"])?;
+    /// let set = catalog.expand(["agents:write"])?;
+    /// assert_eq!(catalog.names(&set).collect::<Vec<_>>(), ["agents:read", "agents:write"]);
+    /// let role = catalog.role("agent-editor").unwrap().permissions();
+    /// assert_eq!(role, &set);
+    /// // Stored keys load as they were issued: exact names, no implication.
+    /// assert_eq!(catalog.resolve(["agents:write"])?.len(), 1);
+    /// # Ok::<(), keygate::CatalogError>(())
+    /// ```
+    pub fn with_implication<I, S>(mut self, if_pattern: &str, then: I) -> Result<Self, CatalogError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let then: Vec<String> = then.into_iter().map(|t| t.as_ref().to_owned()).collect();
+        if then.is_empty() {
+            return Err(CatalogError::EmptyImplication(if_pattern.to_owned()));
+        }
+        // Plain matches, before any implication: the edges are what was declared.
+        let sources = self.expand_one(if_pattern)?;
+        let mut closure = if self.closure.is_empty() {
+            self.all().iter().map(PermissionSet::single).collect()
+        } else {
+            core::mem::take(&mut self.closure)
+        };
+        let bound = if_pattern.starts_with("*:");
+        let mut matched = vec![false; then.len()];
+        for source in sources.iter() {
+            let implied = if bound {
+                // The resource `*` stood for; every name `*:action` matched has one.
+                let resource = self
+                    .name(source)
+                    .and_then(|n| n.split_once(':'))
+                    .map_or("", |(r, _)| r);
+                let mut implied = PermissionSet::EMPTY;
+                for (pattern, hit) in then.iter().zip(matched.iter_mut()) {
+                    let Some(action) = pattern.strip_prefix("*:") else {
+                        implied = implied.union(&self.expand_one(pattern)?);
+                        *hit = true;
+                        continue;
+                    };
+                    // Well-formed whatever the resource: `*:x` is checked as written.
+                    check_pattern(pattern)?;
+                    if let Some(p) = self.permission(&format!("{resource}:{action}")) {
+                        implied.insert(p);
+                        *hit = true;
+                    }
+                }
+                implied
+            } else {
+                matched.iter_mut().for_each(|hit| *hit = true);
+                self.expand_plain(&then)?
+            };
+            if let Some(set) = closure.get_mut(source.index()) {
+                *set = set.union(&implied);
+            }
+        }
+        if let Some((pattern, _)) = then.iter().zip(&matched).find(|(_, hit)| !**hit) {
+            return Err(CatalogError::NoMatch(pattern.clone()));
+        }
+        // To a fixpoint: each pass adds what the permissions implied so far imply, and the sets
+        // only grow within at most 256 bits, so it ends.
+        loop {
+            let mut changed = false;
+            for i in 0..closure.len() {
+                let current = closure.get(i).copied().unwrap_or_default();
+                let widened = current
+                    .iter()
+                    .filter_map(|p| closure.get(p.index()))
+                    .fold(current, |all, set| all.union(set));
+                if widened != current
+                    && let Some(set) = closure.get_mut(i)
+                {
+                    *set = widened;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.closure = closure;
+        self.implications.push(ImplicationSpec {
+            if_: if_pattern.to_owned(),
+            then,
+        });
+        let widened: Vec<PermissionSet> = self
+            .roles
+            .iter()
+            .map(|r| self.implied(&r.permissions))
+            .collect();
+        for (role, permissions) in self.roles.iter_mut().zip(widened) {
+            role.permissions = permissions;
+        }
+        Ok(self)
+    }
+
+    /// The implications as declared, in order.
+    pub fn implications(&self) -> &[ImplicationSpec] {
+        &self.implications
+    }
+
+    /// `set` with everything its permissions imply, transitively: what [`expand`](Self::expand)
+    /// grants. Without implications, `set` itself.
+    pub fn implied(&self, set: &PermissionSet) -> PermissionSet {
+        set.iter()
+            .filter_map(|p| self.closure.get(p.index()))
+            .fold(*set, |all, implied| all.union(implied))
     }
 
     /// Adds a role ranked above every role added before it. Its permissions are names or patterns.
@@ -387,6 +626,8 @@ impl Catalog {
                 role("admin", admin, 1),
                 role("owner", owner, 2),
             ],
+            implications: Vec::new(),
+            closure: Vec::new(),
         }
     }
 
@@ -437,7 +678,18 @@ impl Catalog {
 
     /// The union of what each name or pattern matches. Every pattern must be well formed and match
     /// at least one permission: a typo is an error, never an empty grant.
+    ///
+    /// The result holds everything those permissions imply ([`implied`](Self::implied)).
     pub fn expand<I, S>(&self, patterns: I) -> Result<PermissionSet, CatalogError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(self.implied(&self.expand_plain(patterns)?))
+    }
+
+    /// [`expand`](Self::expand) without the implications.
+    fn expand_plain<I, S>(&self, patterns: I) -> Result<PermissionSet, CatalogError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -449,8 +701,9 @@ impl Catalog {
         Ok(set)
     }
 
-    /// Resolves exact names only (no patterns): how stored records are loaded, so that a name the
-    /// catalog no longer defines is an error.
+    /// Resolves exact names only (no patterns, no implications): how stored records are loaded,
+    /// so that a name the catalog no longer defines is an error, and a key holds exactly what it
+    /// was issued even after an implication is added.
     pub fn resolve<I, S>(&self, names: I) -> Result<PermissionSet, CatalogError>
     where
         I: IntoIterator<Item = S>,
@@ -475,20 +728,7 @@ impl Catalog {
                 Ok(self.all())
             };
         }
-        let invalid = || CatalogError::InvalidPattern(pattern.to_owned());
-        let (resource, action) = match pattern.split_once(':') {
-            Some((r, a)) => (Some(r), a),
-            None => (None, pattern),
-        };
-        let wildcard_ok = |s: &str| s == "*" || valid_segment(s);
-        if pattern.len() > MAX_NAME_LEN
-            || !wildcard_ok(action)
-            || !resource.is_none_or(wildcard_ok)
-            || (resource.is_none() && action == "*")
-            || (resource == Some("*") && action == "*")
-        {
-            return Err(invalid());
-        }
+        let (resource, action) = check_pattern(pattern)?;
         if resource != Some("*") && action != "*" {
             return self
                 .permission(pattern)

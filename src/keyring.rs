@@ -435,9 +435,9 @@ impl Keyring {
             return Decision::Deny(Deny::UnknownKey);
         };
         let cap = self.caps.get(self.cap_slot_at(slot));
-        let mut reason = reason_code(key, cap, action, resource, now);
+        let (mut reason, missing) = reason_code(key, cap, &action, resource, now);
         reason.conditional_assign(&code::UNKNOWN_KEY, !found);
-        decision_for(reason, action.permission())
+        decision_for(reason, missing)
     }
 
     /// The slot of the entry the search for `token` landed on (the key it belongs to when it

@@ -62,8 +62,8 @@ mod usage;
 
 pub use authorize::{Action, authorize, authorize_capped};
 pub use catalog::{
-    Catalog, CatalogError, CatalogSpec, MAX_NAME_LEN, MAX_PERMISSIONS, Permission, PermissionSet,
-    Role, RoleSpec,
+    Catalog, CatalogError, CatalogSpec, ImplicationSpec, MAX_NAME_LEN, MAX_PERMISSIONS, Permission,
+    PermissionSet, Role, RoleSpec,
 };
 pub use decision::{Decision, Deny};
 pub use issue::{

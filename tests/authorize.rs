@@ -332,3 +332,115 @@ fn decision_into_result() {
     );
     assert!(!Decision::Deny(Deny::Revoked).is_allowed());
 }
+
+#[test]
+fn all_of_needs_every_permission_and_names_the_first_lacking() {
+    let catalog =
+        Catalog::new(["agents:read", "agents:write", "calls:read", "billing:read"]).unwrap();
+    let report =
+        Action::all_of_named(&catalog, ["billing:read", "agents:read", "calls:read"]).unwrap();
+    let listing = Resource::listing(ACCOUNT);
+    let all = key(
+        &catalog,
+        Scope::Account,
+        &["agents:read", "calls:read", "billing:read"],
+    );
+    assert_eq!(
+        respond(&catalog, &all, report, listing),
+        (200, String::new())
+    );
+    // Lacking two: the lower-index one (agents:read, index 0) is named.
+    let some = key(&catalog, Scope::Account, &["calls:read"]);
+    assert_eq!(
+        respond(&catalog, &some, report, listing),
+        (
+            403,
+            r#"{"error":"Permission agents:read required"}"#.to_owned()
+        )
+    );
+    // Lacking one, past the first: that one.
+    let most = key(
+        &catalog,
+        Scope::Account,
+        &["agents:read", "billing:read", "agents:write"],
+    );
+    assert_eq!(
+        respond(&catalog, &most, report, listing),
+        (
+            403,
+            r#"{"error":"Permission calls:read required"}"#.to_owned()
+        )
+    );
+    // `permission()` is the first needed one, as it was for one-permission actions.
+    assert_eq!(
+        report.permission(),
+        catalog.permission("agents:read").unwrap()
+    );
+    assert!(!report.is_any_of());
+}
+
+#[test]
+fn any_of_needs_one_permission_and_names_the_first() {
+    let catalog = Catalog::new(["calls:read", "calls:admin", "billing:read"]).unwrap();
+    let view = Action::any_of_named(&catalog, ["calls:admin", "calls:read"]).unwrap();
+    assert!(view.is_any_of());
+    let listing = Resource::listing(ACCOUNT);
+    for held in [
+        &["calls:read"][..],
+        &["calls:admin"],
+        &["calls:read", "calls:admin"],
+    ] {
+        let k = key(&catalog, Scope::Account, held);
+        assert_eq!(
+            respond(&catalog, &k, view, listing),
+            (200, String::new()),
+            "{held:?}"
+        );
+    }
+    let neither = key(&catalog, Scope::Account, &["billing:read"]);
+    assert_eq!(
+        respond(&catalog, &neither, view, listing),
+        (
+            403,
+            r#"{"error":"Permission calls:read required"}"#.to_owned()
+        )
+    );
+    // The other rules come first, as for any action.
+    let scoped = key(&catalog, Scope::Project(project(1)), &["calls:read"]);
+    assert_eq!(
+        respond(
+            &catalog,
+            &scoped,
+            view,
+            Resource::in_project(ACCOUNT, project(2))
+        )
+        .0,
+        404
+    );
+}
+
+#[test]
+fn an_action_needing_nothing_is_refused() {
+    use keygate::{CatalogError, PermissionSet};
+    assert_eq!(
+        Action::all_of(PermissionSet::EMPTY),
+        Err(CatalogError::EmptyAction)
+    );
+    assert_eq!(
+        Action::any_of(PermissionSet::EMPTY),
+        Err(CatalogError::EmptyAction)
+    );
+    let catalog = Catalog::read_write_delete();
+    assert_eq!(
+        Action::all_of_named(&catalog, Vec::<&str>::new()),
+        Err(CatalogError::EmptyAction)
+    );
+    // Exact names only: a pattern is not a name.
+    assert!(Action::any_of_named(&catalog, ["*"]).is_err());
+    // One permission, as `all_of`, is the same action as `new`.
+    let read = catalog.permission("read").unwrap();
+    assert_eq!(
+        Action::all_of(PermissionSet::single(read)),
+        Ok(Action::new(read))
+    );
+}

@@ -82,8 +82,21 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn action()(index in permission_index(), account_level in any::<bool>()) -> Action {
-        let action = Action::named(&CATALOG, &format!("p{index}")).unwrap();
+    /// One permission half the time, else all of or any of a few (the first index always in).
+    fn action()(
+        index in permission_index(),
+        others in permission_set(),
+        kind in 0u8..4,
+        account_level in any::<bool>(),
+    ) -> Action {
+        let one = CATALOG.permission(&format!("p{index}")).unwrap();
+        let mut set = others;
+        set.insert(one);
+        let action = match kind {
+            2 => Action::all_of(set).unwrap(),
+            3 => Action::any_of(set).unwrap(),
+            _ => Action::new(one),
+        };
         if account_level { action.at_account_level() } else { action }
     }
 }
@@ -168,7 +181,35 @@ proptest! {
     ) {
         if authorize(&key, action, &resource, now) == Decision::Allow {
             prop_assert!(key.is_active(now));
-            prop_assert!(bool::from(key.permissions().contains(action.permission())));
+            let held = action.permissions().intersection(key.permissions());
+            if action.is_any_of() {
+                prop_assert!(!held.is_empty());
+            } else {
+                prop_assert_eq!(&held, action.permissions());
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_permission_refusal_names_the_lowest_one(
+        key in key(), cap in permission_set(), action in action(), resource in resource(),
+        now in time()
+    ) {
+        if let Decision::Deny(Deny::MissingPermission(named)) =
+            authorize_capped(&key, &cap, action, &resource, now)
+        {
+            let held = key.permissions().intersection(&cap);
+            let needed = action.permissions();
+            prop_assert!(bool::from(needed.contains(named)));
+            prop_assert!(!bool::from(held.contains(named)));
+            // Every needed permission below it: held for all of (it is the first lacking);
+            // none for any of (it is the first alternative).
+            let below: Vec<_> = needed.iter().filter(|p| *p < named).collect();
+            if action.is_any_of() {
+                prop_assert!(below.is_empty());
+            } else {
+                prop_assert!(below.iter().all(|p| bool::from(held.contains(*p))));
+            }
         }
     }
 

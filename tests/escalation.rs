@@ -360,13 +360,14 @@ fn run_chain(catalog: &Catalog, root: &RootPlan, steps: &[StepPlan], seed: u64) 
             ExpiryPlan::Both => spec.ttl_seconds(60).expires_at(at(120)),
         };
 
+        // Issuing grants what the names imply too (catalogs may declare implications).
         let expected = model(
             issuer.permissions(),
             issuer.scope(),
             issuer_rank,
             issuer.expires_at(),
             step,
-            explicit,
+            explicit.map(|e| catalog.implied(&e)),
             role,
             now,
         );

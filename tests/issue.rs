@@ -791,3 +791,57 @@ fn the_grant_is_frozen_at_issue_time() {
         ["agents:read", "api-keys:write"]
     );
 }
+
+#[test]
+fn implications_widen_a_grant_but_never_past_the_issuer() {
+    let catalog = Catalog::new(["agents:read", "agents:write", "calls:read", "calls:write"])
+        .unwrap()
+        .with_implication("*:write", ["*:read"])
+        .unwrap();
+    let everything = Issuer::user(ACCT, Scope::Account, catalog.all());
+    let issued = issue(
+        &catalog,
+        &everything,
+        KeySpec::named("k").permissions(["agents:write"]),
+        now(),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&catalog, &issued.key),
+        ["agents:read", "agents:write"]
+    );
+
+    // A parent issued `agents:write` before the implication existed holds only that (records
+    // load frozen). Its child asking `agents:write` would also get `agents:read`, which the
+    // parent lacks: refused, deny by default.
+    let old = catalog.resolve(["agents:write"]).unwrap();
+    let parent = Issuer::user(ACCT, Scope::Account, old);
+    let err = issue(
+        &catalog,
+        &parent,
+        KeySpec::named("k").permissions(["agents:write"]),
+        now(),
+        &mut rng(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        serde_json::to_value(err.body(&catalog)).unwrap(),
+        json!({"error": "Cannot grant permissions the issuer does not hold: agents:read"})
+    );
+    // A pattern is "what I hold of it", implications included: `agents:*` is agents:write alone.
+    let narrowed = issue(
+        &catalog,
+        &parent,
+        KeySpec::named("k").permissions(["agents:*"]),
+        now(),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(names(&catalog, &narrowed.key), ["agents:write"]);
+    // And it stores, and loads back, exactly that.
+    let record = narrowed.key.to_record(&catalog);
+    assert_eq!(record.permissions, ["agents:write"]);
+    let loaded = ApiKey::from_record(record, &catalog).unwrap();
+    assert_eq!(names(&catalog, &loaded), ["agents:write"]);
+}

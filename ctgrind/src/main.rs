@@ -29,8 +29,8 @@ use core::ffi::c_void;
 
 use crabgrind::memcheck::{MemState, mark_memory};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, ProjectId, Resource, Scope,
-    PermissionSet, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
+    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, PermissionSet, ProjectId,
+    Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
 };
 
 /// Marks `len` bytes at `ptr` as secret (undefined) or public (defined).
@@ -187,6 +187,75 @@ fn authorize_all_rules() {
     println!("authorize: done");
 }
 
+/// Rule 5 with all-of and any-of actions over permissions in every word of the bitset: the key
+/// (and cap) secret, the action public. Whether the key passes, and which permission a refusal
+/// names (the lowest lacking, found by `trailing_zeros` per word and constant-time selection),
+/// must not branch on or index by the key's bits.
+fn authorize_all_any_of() {
+    let catalog = Catalog::new((0..200).map(|i| format!("p{i}"))).expect("200 names");
+    let account = AccountId::from_u64(1);
+    let now = Timestamp::from_unix_seconds(1_000);
+    let needed = ["p3", "p70", "p140", "p199"];
+    let actions = [
+        Action::all_of_named(&catalog, needed).expect("all of"),
+        Action::any_of_named(&catalog, needed).expect("any of"),
+    ];
+    // Holding all four, each but one (a refusal naming each word in turn), one, and none.
+    let held: Vec<Vec<&str>> = vec![
+        needed.to_vec(),
+        vec!["p70", "p140", "p199", "p5"],
+        vec!["p3", "p140", "p199"],
+        vec!["p3", "p70", "p199", "p150"],
+        vec!["p3", "p70", "p140"],
+        vec!["p140"],
+        vec!["p0", "p64", "p128", "p192"],
+    ];
+    let resource = Resource::listing(account);
+    let caps = [
+        PermissionSet::ALL,
+        catalog.resolve(["p3", "p140"]).expect("cap"),
+    ];
+    for (i, names) in held.iter().enumerate() {
+        let key = ApiKey::new(
+            KeyId::from_bytes([i as u8; 16]),
+            "k",
+            account,
+            Scope::Account,
+            catalog.resolve(names).expect("names"),
+            TokenHash::of("k"),
+            Timestamp::EPOCH,
+        );
+        for action in actions {
+            mark(&key, MemState::Undefined);
+            let decision: Decision = public(authorize(&key, action, &resource, now));
+            for cap in &caps {
+                let cap = *cap;
+                mark(&cap, MemState::Undefined);
+                let capped: Decision = public(authorize_capped(&key, &cap, action, &resource, now));
+                mark(&cap, MemState::Defined);
+                let _ = capped.is_allowed();
+            }
+            mark(&key, MemState::Defined);
+            // The plain answer: the first needed name lacking (all of), or the first needed name
+            // unless one is held (any of).
+            let lacking = needed.iter().find(|n| !names.contains(n));
+            let expected = match (action.is_any_of(), lacking) {
+                (false, None) => None,
+                (false, Some(n)) => Some(*n),
+                (true, _) if needed.iter().any(|n| names.contains(n)) => None,
+                (true, _) => Some(needed[0]),
+            };
+            let expected = expected
+                .and_then(|n| catalog.permission(n))
+                .map_or(Decision::Allow, |p| {
+                    Decision::Deny(keygate::Deny::MissingPermission(p))
+                });
+            assert_eq!(decision, expected, "{names:?} {action:?}");
+        }
+    }
+    println!("authorize all of / any of: done");
+}
+
 fn keyring_lookup() {
     let catalog = Catalog::read_write_delete();
     let account = AccountId::from_u64(1);
@@ -235,7 +304,7 @@ fn control() {
 
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
-    let default = ["format", "checksum", "verify", "authorize"];
+    let default = ["format", "checksum", "verify", "authorize", "all_any_of"];
     let run = |name: &str| {
         which.iter().any(|w| w == name) || (which.is_empty() && default.contains(&name))
     };
@@ -250,6 +319,9 @@ fn main() {
     }
     if run("authorize") {
         authorize_all_rules();
+    }
+    if run("all_any_of") {
+        authorize_all_any_of();
     }
     if run("keyring") {
         keyring_lookup();

@@ -3,6 +3,10 @@
 //! reason included, on every input, with and without a creator cap (the creator's current
 //! permissions, which the keyring applies to every key that creator made).
 //!
+//! Actions need one permission, all of several or any of several: straight from `Action`'s
+//! `Arbitrary` (any of the 256 permissions), or over the first eight permissions, so that what an
+//! action needs and what a key holds often overlap.
+//!
 //! Ids, times and scopes come either from a small pool (so that "same account", "own project"
 //! and "expires exactly now" happen often) or straight from the library types' `Arbitrary`
 //! implementations (feature `arbitrary`), chosen by the input.
@@ -52,13 +56,56 @@ enum Ids {
     },
 }
 
+/// An action from the library's `Arbitrary`, or over the small pool of permissions 0 to 7.
+#[derive(Arbitrary, Debug)]
+enum ActionShape {
+    Wide(Action),
+    Small {
+        /// The permissions needed, as bits 0 to 7; `first` is always among them.
+        needed: u8,
+        first: u8,
+        any_of: bool,
+        account_level: bool,
+    },
+}
+
+impl ActionShape {
+    fn action(&self, catalog: &Catalog) -> Action {
+        match *self {
+            ActionShape::Wide(action) => action,
+            ActionShape::Small {
+                needed,
+                first,
+                any_of,
+                account_level,
+            } => {
+                let names = (0..8)
+                    .filter(|i| (needed | 1 << (first % 8)) & (1 << i) != 0)
+                    .map(|i| format!("p{i}"));
+                let set = catalog.resolve(names).expect("p0 to p7 are in the catalog");
+                let action = if any_of {
+                    Action::any_of(set)
+                } else {
+                    Action::all_of(set)
+                }
+                .expect("never empty");
+                if account_level {
+                    action.at_account_level()
+                } else {
+                    action
+                }
+            }
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
     ids: Ids,
     permissions: PermissionSet,
     /// The creator's current permissions, when the key records a creator.
     cap: Option<PermissionSet>,
-    action: Action,
+    action: ActionShape,
     /// Present the key's own token to the keyring, or another.
     right_token: bool,
 }
@@ -126,31 +173,35 @@ fn build(input: &Input) -> (ApiKey, Resource, Timestamp) {
     if input.cap.is_some() {
         // Through a record: the only public way to set a creator on a hand-made key.
         let catalog = catalog();
-        let mut record = key.to_record(&catalog);
+        let mut record = key.to_record(catalog);
         record.created_by = Some("creator".to_owned());
-        key = ApiKey::from_record(record, &catalog).expect("its own record loads");
+        key = ApiKey::from_record(record, catalog).expect("its own record loads");
     }
     (key, resource, now)
 }
 
 /// A catalog naming all 256 permission slots, so any `PermissionSet` round-trips through a record.
-fn catalog() -> Catalog {
-    Catalog::new((0..256).map(|i| format!("p{i}"))).expect("256 names")
+/// Built once: every input uses it.
+fn catalog() -> &'static Catalog {
+    static CATALOG: std::sync::LazyLock<Catalog> = std::sync::LazyLock::new(|| {
+        Catalog::new((0..256).map(|i| format!("p{i}"))).expect("256 names")
+    });
+    &CATALOG
 }
 
 fuzz_target!(|input: Input| {
     let (key, resource, now) = build(&input);
+    let action = input.action.action(catalog());
     let cap = input.cap.unwrap_or(PermissionSet::ALL);
-    let expected = reference::authorize_capped(&key, &cap, input.action, &resource, now);
+    let expected = reference::authorize_capped(&key, &cap, action, &resource, now);
     assert_eq!(
-        authorize_capped(&key, &cap, input.action, &resource, now),
+        authorize_capped(&key, &cap, action, &resource, now),
         expected,
-        "{key:?} capped by {cap:?}: {:?} {resource:?} at {now:?}",
-        input.action
+        "{key:?} capped by {cap:?}: {action:?} {resource:?} at {now:?}"
     );
     if input.cap.is_none() {
-        assert_eq!(authorize(&key, input.action, &resource, now), expected);
-        assert_eq!(reference::authorize(&key, input.action, &resource, now), expected);
+        assert_eq!(authorize(&key, action, &resource, now), expected);
+        assert_eq!(reference::authorize(&key, action, &resource, now), expected);
     }
 
     let mut ring = Keyring::from_keys(TokenFormat::default(), [key.clone()]).expect("one key");
@@ -163,9 +214,8 @@ fuzz_target!(|input: Input| {
         (OTHER_TOKEN, Decision::Deny(Deny::UnknownKey))
     };
     assert_eq!(
-        ring.authorize(token, input.action, &resource, now),
+        ring.authorize(token, action, &resource, now),
         want,
-        "keyring, {key:?} {:?} {resource:?} at {now:?}",
-        input.action
+        "keyring, {key:?} {action:?} {resource:?} at {now:?}"
     );
 });

@@ -164,10 +164,8 @@ impl Keyring {
             Ok(slot) => *self.caps.get(self.cap_slot_at(slot)),
             Err(_) => PermissionSet::EMPTY,
         };
-        decision_for(
-            reason_code(key, &cap, action, resource, now),
-            action.permission(),
-        )
+        let (reason, missing) = reason_code(key, &cap, &action, resource, now);
+        decision_for(reason, missing)
     }
 
     /// [`authorize_key`](Self::authorize_key) for `key`, found in `slot` of this very keyring: its

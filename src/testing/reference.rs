@@ -29,7 +29,7 @@ use core::fmt;
 use serde::Serialize;
 
 use crate::authorize::Action;
-use crate::catalog::{Catalog, PermissionSet};
+use crate::catalog::{Catalog, Permission, PermissionSet};
 use crate::decision::{Decision, Deny};
 use crate::key::ApiKey;
 use crate::scope::{Resource, Scope};
@@ -73,14 +73,33 @@ pub fn authorize_capped(
             return Decision::Deny(Deny::OutOfScope);
         }
     }
-    // 5. The frozen grant, and the creator as they are now, must hold the action's permission
+    // 5. The frozen grant, and the creator as they are now, must hold the action's permissions
     //    (403): a key never does more than its creator can do now.
-    let granted = key.permissions().iter().any(|p| p == action.permission());
-    let creator_may = cap.iter().any(|p| p == action.permission());
-    if !granted || !creator_may {
-        return Decision::Deny(Deny::MissingPermission(action.permission()));
+    if let Some(deny) = missing_permission(key, cap, action) {
+        return Decision::Deny(deny);
     }
     Decision::Allow
+}
+
+/// Rule 5 on its own: `None` when the key (capped) may, else the refusal naming a permission.
+fn missing_permission(key: &ApiKey, cap: &PermissionSet, action: Action) -> Option<Deny> {
+    let holds =
+        |p: &Permission| key.permissions().iter().any(|k| k == *p) && cap.iter().any(|c| c == *p);
+    let needed: Vec<Permission> = action.permissions().iter().collect();
+    if action.is_any_of() {
+        // Any one will do; a refusal names the first alternative.
+        if needed.iter().any(holds) {
+            return None;
+        }
+        return needed.first().map(|p| Deny::MissingPermission(*p));
+    }
+    // Every one is needed; a refusal names the first one lacking.
+    for p in &needed {
+        if !holds(p) {
+            return Some(Deny::MissingPermission(*p));
+        }
+    }
+    None
 }
 
 /// One of the five rules of [`authorize`], in the order they are checked.
@@ -233,9 +252,16 @@ pub fn explain(
         (false, Some(p)) => format!("project {p} of account {}", resource.account_id()),
         (false, None) => format!("account {} itself", resource.account_id()),
     };
-    let permission = catalog
-        .name(action.permission())
-        .unwrap_or("(not in the catalog)");
+    let needed: Vec<&str> = action
+        .permissions()
+        .iter()
+        .map(|p| catalog.name(p).unwrap_or("(not in the catalog)"))
+        .collect();
+    let needs = match (needed.as_slice(), action.is_any_of()) {
+        ([one], _) => (*one).to_owned(),
+        (many, false) => format!("all of {}", many.join(", ")),
+        (many, true) => format!("any of {}", many.join(", ")),
+    };
 
     let live = match (key.revoked_at(), key.expires_at()) {
         (Some(at), _) => RuleOutcome {
@@ -295,10 +321,9 @@ pub fn explain(
     let held: Vec<&str> = catalog.names(key.permissions()).collect();
     let has_permission = RuleOutcome {
         rule: Rule::HasPermission,
-        fails_with: (!key.permissions().iter().any(|p| p == action.permission()))
-            .then_some(Deny::MissingPermission(action.permission())),
+        fails_with: missing_permission(key, &PermissionSet::ALL, action),
         detail: format!(
-            "action needs {permission}; key holds {}",
+            "action needs {needs}; key holds {}",
             if held.is_empty() {
                 "nothing".to_owned()
             } else {

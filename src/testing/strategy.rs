@@ -55,7 +55,8 @@ enum RoleShape {
 
 /// Catalogs: a quarter the coarse `read`/`write`/`delete`, the rest fine-grained (`r0:read`,
 /// `r1:sync`, …, always with `api-keys:write` so keys can issue keys), each with zero to three
-/// ranked roles.
+/// ranked roles, and a third of them with implications (`write` implies `read`, `delete` implies
+/// `write`, and now and then `read` implies `delete`, a cycle), declared before the roles.
 pub fn catalogs() -> impl Strategy<Value = Catalog> {
     (
         prop::bool::weighted(0.25),
@@ -66,10 +67,37 @@ pub fn catalogs() -> impl Strategy<Value = Catalog> {
             Just(RoleShape::Ascending),
             Just(RoleShape::Descending)
         ],
+        prop_oneof![4 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
     )
-        .prop_filter_map("a valid catalog", |(coarse, resources, roles, shape)| {
-            build_catalog(coarse, &resources, &roles, shape)
-        })
+        .prop_filter_map(
+            "a valid catalog",
+            |(coarse, resources, roles, shape, implications)| {
+                build_catalog(coarse, &resources, &roles, shape, implications)
+            },
+        )
+}
+
+/// The implications of a generated catalog: none (0), `delete ⇒ write ⇒ read` (1), or that and
+/// `read ⇒ delete`, a cycle (2). Wildcard-bound in fine-grained catalogs (`*:write ⇒ *:read`); an
+/// implication naming an action no resource has is skipped.
+fn add_implications(mut catalog: Catalog, coarse: bool, implications: u8) -> Catalog {
+    let chain: &[(&str, &str)] = match implications {
+        0 => &[],
+        1 => &[("write", "read"), ("delete", "write")],
+        _ => &[("write", "read"), ("delete", "write"), ("read", "delete")],
+    };
+    for (from, to) in chain {
+        let (from, to) = if coarse {
+            ((*from).to_owned(), (*to).to_owned())
+        } else {
+            (format!("*:{from}"), format!("*:{to}"))
+        };
+        // Fails only when a resource-less pattern matches nothing: then leave it out.
+        if let Ok(with) = catalog.clone().with_implication(&from, [to]) {
+            catalog = with;
+        }
+    }
+    catalog
 }
 
 fn build_catalog(
@@ -77,6 +105,7 @@ fn build_catalog(
     resources: &[u8],
     roles: &[u64],
     shape: RoleShape,
+    implications: u8,
 ) -> Option<Catalog> {
     let names: Vec<String> = if coarse {
         ACTIONS.iter().take(3).map(|a| (*a).to_owned()).collect()
@@ -91,7 +120,7 @@ fn build_catalog(
         }
         names
     };
-    let mut catalog = Catalog::new(names.clone()).ok()?;
+    let mut catalog = add_implications(Catalog::new(names.clone()).ok()?, coarse, implications);
     let mut previous: Option<u64> = None;
     for (i, &mask) in roles.iter().enumerate() {
         let mask = match (shape, previous) {
@@ -200,20 +229,36 @@ pub fn resources(
     )
 }
 
-/// Requests: an action on one of `catalog`'s permissions (sometimes account-level) and a resource.
+/// Actions on `catalog`'s permissions: mostly one permission, else all of or any of a random
+/// non-empty subset.
+pub fn actions(catalog: &Catalog) -> impl Strategy<Value = Action> + use<> {
+    let permissions: Vec<_> = catalog.all().iter().collect();
+    let catalog = catalog.clone();
+    (select(permissions), 0u8..4, any::<u64>()).prop_map(move |(permission, kind, mask)| {
+        // The chosen permission is always in, so the set is never empty.
+        let mut set = set_from_mask(&catalog, mask);
+        set.insert(permission);
+        match kind {
+            2 => Action::all_of(set).unwrap_or(Action::new(permission)),
+            3 => Action::any_of(set).unwrap_or(Action::new(permission)),
+            _ => Action::new(permission),
+        }
+    })
+}
+
+/// Requests: an action on `catalog`'s permissions ([`actions`]; sometimes account-level) and a
+/// resource.
 pub fn requests(
     catalog: &Catalog,
     accounts: &[AccountId],
     projects: &[ProjectId],
 ) -> impl Strategy<Value = (Action, Resource)> + use<> {
-    let permissions: Vec<_> = catalog.all().iter().collect();
     (
-        select(permissions),
+        actions(catalog),
         prop::bool::weighted(0.3),
         resources(accounts, projects),
     )
-        .prop_map(|(permission, account_level, resource)| {
-            let action = Action::new(permission);
+        .prop_map(|(action, account_level, resource)| {
             let action = if account_level {
                 action.at_account_level()
             } else {

@@ -19,7 +19,9 @@ use super::{
     ManageCase, ManageExpectation, MatrixExpectation, PolicyTests, ResourceRef,
 };
 use crate::authorize::Action;
-use crate::catalog::{Catalog, CatalogError, CatalogSpec, PermissionSet, RoleSpec};
+use crate::catalog::{
+    Catalog, CatalogError, CatalogSpec, ImplicationSpec, PermissionSet, RoleSpec,
+};
 use crate::issue::KeySpec;
 use crate::key::{ApiKey, KeyId};
 use crate::keyring::Keyring;
@@ -708,16 +710,32 @@ fn build_catalog(
                         permissions: r.permissions.iter().map(|p| p.get_ref().clone()).collect(),
                     })
                     .collect(),
+                implications: schema
+                    .implications
+                    .iter()
+                    .map(|i| ImplicationSpec {
+                        if_: i.if_.get_ref().clone(),
+                        then: i.then.iter().map(|t| t.get_ref().clone()).collect(),
+                    })
+                    .collect(),
             };
             Catalog::try_from(spec).map_err(|e| {
                 // Point at the name the error is about, wherever it was written.
                 let named = catalog_error_name(&e);
-                let names = permissions.iter().chain(
-                    schema
-                        .roles
-                        .iter()
-                        .flat_map(|r| std::iter::once(&r.name).chain(&r.permissions)),
-                );
+                let names = permissions
+                    .iter()
+                    .chain(
+                        schema
+                            .roles
+                            .iter()
+                            .flat_map(|r| std::iter::once(&r.name).chain(&r.permissions)),
+                    )
+                    .chain(
+                        schema
+                            .implications
+                            .iter()
+                            .flat_map(|i| std::iter::once(&i.if_).chain(&i.then)),
+                    );
                 let span = named
                     .and_then(|n| names.clone().rfind(|s| s.get_ref() == n))
                     .map_or_else(|| spanned.span(), Spanned::span);
@@ -749,7 +767,8 @@ fn catalog_error_name(error: &CatalogError) -> Option<&str> {
         | CatalogError::UnknownPermission(n)
         | CatalogError::UnknownRole(n)
         | CatalogError::InvalidPattern(n)
-        | CatalogError::NoMatch(n) => Some(n),
+        | CatalogError::NoMatch(n)
+        | CatalogError::EmptyImplication(n) => Some(n),
         _ => None,
     }
 }

@@ -49,6 +49,17 @@ pub(super) struct CatalogSchema {
     pub permissions: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub roles: Vec<RoleSchema>,
+    #[serde(default)]
+    pub implications: Vec<ImplicationSchema>,
+}
+
+/// One implication: `{ if = "*:write", then = ["*:read"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImplicationSchema {
+    #[serde(rename = "if")]
+    pub if_: Spanned<String>,
+    pub then: Vec<Spanned<String>>,
 }
 
 /// One role, lowest rank first.
