@@ -95,6 +95,8 @@ pub(crate) mod code {
     pub const OUT_OF_SCOPE: u8 = 5;
     pub const MISSING_PERMISSION: u8 = 6;
     pub const UNKNOWN_KEY: u8 = 7;
+    /// After `UNKNOWN_KEY` so no other code moves; checked second, after liveness.
+    pub const ADDRESS_NOT_ALLOWED: u8 = 8;
 }
 
 /// A key's scope as plain data the constant-time path can mix: (is account-wide, project id
@@ -124,6 +126,10 @@ fn target_parts(target: Target) -> (Choice, Choice, u128) {
 /// Allowed exactly when all hold; when denied, the reason is the first failing check:
 /// 1. the key is not revoked ([`Deny::Revoked`]) and has not expired, `now < expires_at`
 ///    ([`Deny::Expired`]);
+///
+///    then, a key restricted to address ranges is used from one of them
+///    ([`Deny::AddressNotAllowed`]): the request's [`Resource::from_address`], and an unknown
+///    address is refused (deny by default); a key without ranges allows every address;
 /// 2. the key's account owns the resource ([`Deny::OtherAccount`]);
 /// 3. an account-level action needs an account-wide key ([`Deny::AccountLevelAction`]);
 /// 4. a project-scoped key reaches only its own project's resources and listings
@@ -227,6 +233,8 @@ pub(crate) fn reason_code(
     // written as *failure* conditions with as few operations as possible: the cost of
     // `authorize` is mostly those barriers.
     let (revoked, expired) = liveness(key, now);
+    let (has_address, address) = resource.address_parts();
+    let address_allowed = key.allowed_addresses.allows(address, has_address);
     let same_account =
         id_word(key.account.as_bytes()).ct_eq(&id_word(resource.account_id().as_bytes()));
     let account_level_denied = account_level_action & !key_account_wide;
@@ -247,6 +255,7 @@ pub(crate) fn reason_code(
     reason = u8::conditional_select(&code::OUT_OF_SCOPE, &reason, in_scope);
     reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, account_level_denied);
     reason = u8::conditional_select(&code::OTHER_ACCOUNT, &reason, same_account);
+    reason = u8::conditional_select(&code::ADDRESS_NOT_ALLOWED, &reason, address_allowed);
     reason.conditional_assign(&code::EXPIRED, expired);
     reason.conditional_assign(&code::REVOKED, revoked);
     reason
@@ -254,14 +263,14 @@ pub(crate) fn reason_code(
 
 /// Turns the selected code into the public enum, after every rule was evaluated.
 ///
-/// Masking the code to `0..=7` makes the match total over exactly eight values, which the compiler
-/// turns into one shift of a constant table, with no branch. Without the mask the open `_` arm
+/// Masking the code to `0..=15` makes the match total over exactly sixteen values (eight unused,
+/// read as `UNKNOWN_KEY`), which the compiler turns into a constant table, with no branch. Without the mask the open `_` arm
 /// compiled to a branch for `UNKNOWN_KEY`, so `Keyring::authorize` took one path for a hit and
 /// another for a miss: valgrind (ctgrind/) flagged it, and `benches/ct.rs` measured it
 /// (`keyring_hit_miss`). The caller acts on the outcome anyway, but the claim is "no branch on
 /// secrets inside", and the outcome of a keyring lookup is derived from the token.
 pub(crate) fn decision_for(reason: u8, permission: Permission) -> Decision {
-    match reason & 7 {
+    match reason & 15 {
         code::ALLOW => Decision::Allow,
         code::REVOKED => Decision::Deny(Deny::Revoked),
         code::EXPIRED => Decision::Deny(Deny::Expired),
@@ -269,7 +278,8 @@ pub(crate) fn decision_for(reason: u8, permission: Permission) -> Decision {
         code::ACCOUNT_LEVEL_ACTION => Decision::Deny(Deny::AccountLevelAction),
         code::OUT_OF_SCOPE => Decision::Deny(Deny::OutOfScope),
         code::MISSING_PERMISSION => Decision::Deny(Deny::MissingPermission(permission)),
-        // `UNKNOWN_KEY` (7); the mask leaves no other value.
+        code::ADDRESS_NOT_ALLOWED => Decision::Deny(Deny::AddressNotAllowed),
+        // `UNKNOWN_KEY` (7); the mask leaves only unused codes besides.
         _ => Decision::Deny(Deny::UnknownKey),
     }
 }

@@ -46,6 +46,10 @@ pub enum CatalogError {
     /// A well-formed pattern that matches no permission of the catalog.
     #[error("permission pattern {0:?} matches no permission")]
     NoMatch(String),
+    /// A key record with more than [`MAX_ADDRESS_RANGES`](crate::MAX_ADDRESS_RANGES) address
+    /// ranges: loading it must neither drop a range nor lift the restriction.
+    #[error("too many address ranges (at most {})", crate::MAX_ADDRESS_RANGES)]
+    TooManyAddressRanges,
 }
 
 /// One permission of a catalog: its index, `0..catalog.len()`.
