@@ -290,6 +290,15 @@ impl ApiKey {
         self.allowed_addresses.ranges()
     }
 
+    /// Whether a request from `address` (`None`: unknown) may use the key, by the address rule
+    /// of [`authorize`](crate::authorize()) alone, in the same constant time: for a layer that
+    /// refuses a disallowed address before any handler runs.
+    pub fn allows_address(&self, address: Option<std::net::IpAddr>) -> bool {
+        let known = subtle::Choice::from(u8::from(address.is_some()));
+        let word = address.map_or(0, crate::address::address_word);
+        bool::from(self.allowed_addresses.allows(word, known))
+    }
+
     /// Whether the key was revoked.
     pub fn is_revoked(&self) -> bool {
         self.revoked_at.is_some()

@@ -29,8 +29,8 @@ use core::ffi::c_void;
 
 use crabgrind::memcheck::{MemState, mark_memory};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, ProjectId, Resource, Scope,
-    PermissionSet, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
+    AccountId, Action, AddressRange, ApiKey, Catalog, Decision, KeyId, Keyring, PermissionSet,
+    ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
 };
 
 /// Marks `len` bytes at `ptr` as secret (undefined) or public (defined).
@@ -187,6 +187,61 @@ fn authorize_all_rules() {
     println!("authorize: done");
 }
 
+/// The address check: keys restricted to ranges of both families (and one unrestricted), requests
+/// from inside, outside and an unknown address. The key (its ranges) and the request's address
+/// are secret while `authorize` runs.
+fn authorize_address() {
+    let catalog = Catalog::read_write_delete();
+    let account = AccountId::from_u64(1);
+    let now = Timestamp::from_unix_seconds(1_000);
+    let read = Action::named(&catalog, "read").expect("read");
+    let ranges: Vec<AddressRange> = [
+        "10.0.0.0/8",
+        "192.168.1.0/24",
+        "2001:db8::/32",
+        "127.0.0.1",
+        "fe80::/10",
+        "172.16.0.0/12",
+        "::1",
+        "100.64.0.0/10",
+    ]
+    .iter()
+    .map(|t| t.parse().expect("range"))
+    .collect();
+    let key = |ranges: &[AddressRange]| {
+        ApiKey::new(
+            KeyId::from_bytes([6; 16]),
+            "f",
+            account,
+            Scope::Account,
+            catalog.all(),
+            TokenHash::of("f"),
+            Timestamp::EPOCH,
+        )
+        .with_allowed_addresses(ranges)
+        .expect("at most eight")
+    };
+    let keys = [key(&ranges), key(&ranges[..2]), key(&[])];
+    let listing = Resource::listing(account);
+    let resources: Vec<Resource> = ["10.1.2.3", "2001:db8::7", "8.8.8.8", "2001:db9::1", "::1"]
+        .iter()
+        .map(|a| listing.from_address(a.parse().expect("address")))
+        .chain([listing])
+        .collect();
+    for key in &keys {
+        mark(key, MemState::Undefined);
+        for resource in &resources {
+            let resource = *resource;
+            mark(&resource, MemState::Undefined);
+            let decision: Decision = public(authorize(key, read, &resource, now));
+            mark(&resource, MemState::Defined);
+            let _ = decision.is_allowed();
+        }
+        mark(key, MemState::Defined);
+    }
+    println!("authorize (address ranges): done");
+}
+
 fn keyring_lookup() {
     let catalog = Catalog::read_write_delete();
     let account = AccountId::from_u64(1);
@@ -235,7 +290,7 @@ fn control() {
 
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
-    let default = ["format", "checksum", "verify", "authorize"];
+    let default = ["format", "checksum", "verify", "authorize", "address"];
     let run = |name: &str| {
         which.iter().any(|w| w == name) || (which.is_empty() && default.contains(&name))
     };
@@ -250,6 +305,9 @@ fn main() {
     }
     if run("authorize") {
         authorize_all_rules();
+    }
+    if run("address") {
+        authorize_address();
     }
     if run("keyring") {
         keyring_lookup();
