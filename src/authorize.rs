@@ -263,14 +263,18 @@ pub(crate) fn reason_code(
 
 /// Turns the selected code into the public enum, after every rule was evaluated.
 ///
-/// Masking the code to `0..=15` makes the match total over exactly sixteen values (eight unused,
-/// read as `UNKNOWN_KEY`), which the compiler turns into a constant table, with no branch. Without the mask the open `_` arm
+/// Masking the code to `0..=7` makes the match total over exactly eight values, which the compiler
+/// turns into one shift of a constant table, with no branch. Without the mask the open `_` arm
 /// compiled to a branch for `UNKNOWN_KEY`, so `Keyring::authorize` took one path for a hit and
 /// another for a miss: valgrind (ctgrind/) flagged it, and `benches/ct.rs` measured it
 /// (`keyring_hit_miss`). The caller acts on the outcome anyway, but the claim is "no branch on
 /// secrets inside", and the outcome of a keyring lookup is derived from the token.
+///
+/// `ADDRESS_NOT_ALLOWED` (8) is the ninth outcome: one match over sixteen codes compiled to a jump
+/// table indexed by the code (ctgrind flagged it), so the eight keep their table and bit 3 picks
+/// the address refusal over it, which compiles to a conditional move.
 pub(crate) fn decision_for(reason: u8, permission: Permission) -> Decision {
-    match reason & 15 {
+    let first_eight = match reason & 7 {
         code::ALLOW => Decision::Allow,
         code::REVOKED => Decision::Deny(Deny::Revoked),
         code::EXPIRED => Decision::Deny(Deny::Expired),
@@ -278,8 +282,12 @@ pub(crate) fn decision_for(reason: u8, permission: Permission) -> Decision {
         code::ACCOUNT_LEVEL_ACTION => Decision::Deny(Deny::AccountLevelAction),
         code::OUT_OF_SCOPE => Decision::Deny(Deny::OutOfScope),
         code::MISSING_PERMISSION => Decision::Deny(Deny::MissingPermission(permission)),
-        code::ADDRESS_NOT_ALLOWED => Decision::Deny(Deny::AddressNotAllowed),
-        // `UNKNOWN_KEY` (7); the mask leaves only unused codes besides.
+        // `UNKNOWN_KEY` (7); the mask leaves no other value.
         _ => Decision::Deny(Deny::UnknownKey),
+    };
+    if reason & code::ADDRESS_NOT_ALLOWED != 0 {
+        Decision::Deny(Deny::AddressNotAllowed)
+    } else {
+        first_eight
     }
 }
