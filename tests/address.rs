@@ -1,6 +1,12 @@
 //! Address restrictions end to end: the decision (constant-time and reference), the refusal's
 //! status and body, issuing with validation and attenuation, managing, records and views.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a broken test fixture should stop the test loudly"
+)]
+#![expect(clippy::panic, reason = "a test fails by panicking")]
+
 use std::net::IpAddr;
 
 use keygate::testing::reference;
