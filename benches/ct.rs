@@ -27,9 +27,12 @@ use dudect_bencher::ctbench::{BenchMetadata, BenchName, BenchOpts, run_benches_c
 use dudect_bencher::rand::seq::SliceRandom;
 use dudect_bencher::rand::{Rng, RngExt};
 use dudect_bencher::{BenchRng, Class, CtRunner};
+use std::net::IpAddr;
+
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, Permission, PermissionSet,
-    ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize_capped,
+    AccountId, Action, AddressRange, ApiKey, Catalog, Decision, KeyId, Keyring, MAX_ADDRESS_RANGES,
+    Permission, PermissionSet, ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash,
+    authorize_capped,
 };
 use subtle::ConstantTimeEq;
 
@@ -328,6 +331,105 @@ fn authorize_creator_cap(runner: &mut CtRunner, rng: &mut BenchRng) {
         |w, r, rng| r.cap = w.permissions(rng, true),
         |w, r, rng| r.cap = w.permissions(rng, false),
         |d| matches!(d, Decision::Deny(keygate::Deny::MissingPermission(_))),
+    );
+}
+
+/// A random range: IPv4 with a prefix of 8 to 32 or IPv6 with 16 to 128, random network bits.
+fn random_range(rng: &mut BenchRng) -> AddressRange {
+    loop {
+        let range = if rng.random::<bool>() {
+            let prefix: u8 = rng.random_range(8..=32);
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            AddressRange::new(IpAddr::V4((rng.random::<u32>() & mask).into()), prefix)
+        } else {
+            let prefix: u8 = rng.random_range(16..=128);
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            AddressRange::new(IpAddr::V6((rng.random::<u128>() & mask).into()), prefix)
+        };
+        if let Some(range) = range {
+            return range;
+        }
+    }
+}
+
+/// A random address inside `range`.
+fn address_in(range: &AddressRange, rng: &mut BenchRng) -> IpAddr {
+    match range.network() {
+        IpAddr::V4(net) => {
+            let host = u32::MAX.checked_shr(u32::from(range.prefix())).unwrap_or(0);
+            IpAddr::V4((u32::from(net) | (rng.random::<u32>() & host)).into())
+        }
+        IpAddr::V6(net) => {
+            let host = u128::MAX
+                .checked_shr(u32::from(range.prefix()))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(net) | (rng.random::<u128>() & host)).into())
+        }
+    }
+}
+
+/// A key restricted to `MAX_ADDRESS_RANGES` random ranges of both families.
+fn restrict(r: &mut Request, rng: &mut BenchRng) -> Vec<AddressRange> {
+    let ranges: Vec<AddressRange> = (0..MAX_ADDRESS_RANGES).map(|_| random_range(rng)).collect();
+    r.key = r
+        .key
+        .clone()
+        .with_allowed_addresses(&ranges)
+        .unwrap_or_else(|| std::process::exit(2));
+    ranges
+}
+
+/// Allowed from an address inside one of the key's eight ranges (a random one, so the matching
+/// slot varies) vs denied from an address outside all of them: the ranges and the address are
+/// secret-dependent inputs of the same constant-time check.
+fn authorize_address(runner: &mut CtRunner, rng: &mut BenchRng) {
+    authorize_classes(
+        runner,
+        rng,
+        |_, r, rng| {
+            let ranges = restrict(r, rng);
+            let inside = address_in(&ranges[rng.random_range(0..ranges.len())], rng);
+            r.resource = r.resource.from_address(inside);
+        },
+        |_, r, rng| loop {
+            let address = if rng.random::<bool>() {
+                IpAddr::V4(rng.random::<u32>().into())
+            } else {
+                IpAddr::V6(rng.random::<u128>().into())
+            };
+            if !r
+                .key
+                .allowed_addresses()
+                .iter()
+                .any(|x| x.contains(address))
+            {
+                r.resource = r.resource.from_address(address);
+                break;
+            }
+        },
+        denied(keygate::Deny::AddressNotAllowed),
+    );
+}
+
+/// The same allowed request from a key restricted to eight ranges, the address inside one (Left),
+/// vs an unrestricted key (Right): whether a key is restricted at all is key data too.
+fn authorize_address_kind(runner: &mut CtRunner, rng: &mut BenchRng) {
+    authorize_classes(
+        runner,
+        rng,
+        |_, r, rng| {
+            let ranges = restrict(r, rng);
+            let inside = address_in(&ranges[rng.random_range(0..ranges.len())], rng);
+            r.resource = r.resource.from_address(inside);
+        },
+        |_, r, _| {
+            r.key = r
+                .key
+                .clone()
+                .with_allowed_addresses(&[])
+                .unwrap_or_else(|| std::process::exit(2));
+        },
+        |d| d == Decision::Allow,
     );
 }
 
@@ -774,6 +876,8 @@ fn main() {
         ("authorize_creator_cap", authorize_creator_cap),
         ("authorize_all_of", authorize_all_of),
         ("authorize_any_of", authorize_any_of),
+        ("authorize_address", authorize_address),
+        ("authorize_address_kind", authorize_address_kind),
         ("keyring_hit_miss", keyring_hit_miss),
         ("authenticate_hit_miss", authenticate_hit_miss),
         ("leaky_control", leaky_control),

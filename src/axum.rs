@@ -42,8 +42,8 @@ use serde_json::json;
 
 mod layer;
 pub use layer::{
-    Allowed, Caller, Clock, Keygate, KeygateLayer, LimitFuture, NeededPermission, RateLimiter,
-    RequestTime,
+    Allowed, Caller, ClientAddress, Clock, Keygate, KeygateLayer, LimitFuture, NeededPermission,
+    RateLimiter, RequestTime,
 };
 
 use crate::catalog::Catalog;

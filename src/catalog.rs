@@ -54,6 +54,10 @@ pub enum CatalogError {
     /// An action needing no permission at all, which an all-of check would pass vacuously.
     #[error("an action must need at least one permission")]
     EmptyAction,
+    /// A key record with more than [`MAX_ADDRESS_RANGES`](crate::MAX_ADDRESS_RANGES) address
+    /// ranges: loading it must neither drop a range nor lift the restriction.
+    #[error("too many address ranges (at most {})", crate::MAX_ADDRESS_RANGES)]
+    TooManyAddressRanges,
 }
 
 /// One permission of a catalog: its index, `0..catalog.len()`.

@@ -45,6 +45,11 @@ pub enum Deny {
     /// The key's expiry has passed (`expires_at <= now`). 401.
     #[error("API key expired")]
     Expired,
+    /// The key is restricted to address ranges and the request came from outside them, or from
+    /// an address the server did not give. 403: the key is real, so the client may learn that it
+    /// is refused from here, but nothing about the resource.
+    #[error("API key not allowed from this address")]
+    AddressNotAllowed,
     /// The resource belongs to another account. 404: never confirm another tenant's resource.
     #[error("resource belongs to another account")]
     OtherAccount,
@@ -76,6 +81,7 @@ impl Deny {
         match self {
             Deny::UnknownKey | Deny::Revoked | Deny::Expired => "Invalid or expired API key".into(),
             Deny::OtherAccount | Deny::OutOfScope => "Not found".into(),
+            Deny::AddressNotAllowed => "API key not allowed from this address".into(),
             Deny::AccountLevelAction => {
                 "Project-scoped API keys cannot create or destroy projects".into()
             }

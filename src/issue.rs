@@ -7,6 +7,7 @@ mod spec;
 
 use rand::CryptoRng;
 
+use crate::address::AddressRange;
 use crate::catalog::{Catalog, PermissionSet, Role};
 use crate::decision::Deny;
 use crate::key::{ApiKey, KeyId};
@@ -20,11 +21,12 @@ use issuer::RoleCeiling;
 pub use issuer::{Issuer, IssuerKind, key_management_permission};
 pub(crate) use manage::{Granted, manage_message, widening_message};
 pub use manage::{KeyUpdate, ManageError, ManageOp, Permit, manage};
+pub(crate) use spec::echo;
 pub use spec::{
     IssuedKey, KeySpec, MAX_COMMENT_LEN, MAX_CREATED_BY_LEN, MAX_KEY_NAME_LEN, MAX_TAG_LEN,
     MAX_TAGS,
 };
-use spec::{Request, pattern_message, validate};
+use spec::{Request, pattern_message, too_many_ranges_message, validate};
 
 /// What the key will be, if the request stays within the issuer.
 struct Grant {
@@ -32,6 +34,7 @@ struct Grant {
     scope: Scope,
     expires_at: Option<Timestamp>,
     rate_limit: Option<RateLimit>,
+    allowed_addresses: Vec<AddressRange>,
 }
 
 /// A role as a bound: one the catalog defines, or a name it no longer knows.
@@ -61,6 +64,8 @@ struct Reach<'c> {
     scope: Scope,
     expires_at: Option<Timestamp>,
     rate_limit: Option<RateLimit>,
+    /// Empty: usable from anywhere.
+    allowed_addresses: &'c [AddressRange],
 }
 
 /// Every way a key with `reach` exceeds `bound`: the attenuation rule, shared by issuing (the new
@@ -122,6 +127,20 @@ fn exceeds(catalog: &Catalog, bound: &Issuer, reach: &Reach<'_>) -> Vec<Escalati
             limit,
         });
     }
+    // A bound with ranges dominates only a reach whose every range lies inside one of its
+    // ranges; an unrestricted reach (no ranges: anywhere) exceeds it.
+    if !bound.allowed_addresses.is_empty()
+        && (reach.allowed_addresses.is_empty()
+            || !reach
+                .allowed_addresses
+                .iter()
+                .all(|r| bound.allowed_addresses.iter().any(|b| r.is_within(b))))
+    {
+        escalations.push(Escalation::AllowedAddresses {
+            requested: reach.allowed_addresses.to_vec(),
+            held: bound.allowed_addresses.clone(),
+        });
+    }
     escalations
 }
 
@@ -159,6 +178,11 @@ fn bound(
         scope: spec.scope.unwrap_or(issuer.scope),
         expires_at: request.expires_at.or(issuer.expires_at),
         rate_limit: spec.rate_limit.or(issuer.rate_limit),
+        // Like expiry: a child asking for no ranges inherits its issuer's.
+        allowed_addresses: request
+            .allowed_addresses
+            .as_deref()
+            .unwrap_or(&issuer.allowed_addresses),
     };
     escalations.extend(exceeds(catalog, issuer, &reach));
     if escalations.is_empty() {
@@ -167,6 +191,7 @@ fn bound(
             scope: reach.scope,
             expires_at: reach.expires_at,
             rate_limit: reach.rate_limit,
+            allowed_addresses: reach.allowed_addresses.to_vec(),
         })
     } else {
         Err(escalations)
@@ -203,6 +228,10 @@ fn bound(
 ///   none. Each of its requests is also charged to every rate-limited ancestor's budget by
 ///   [`Keyring::check_rate_limit`](crate::Keyring::check_rate_limit), so minting children is no
 ///   way around a limit.
+/// - **Address ranges**: a child of a key restricted to client address ranges
+///   ([`KeySpec::allowed_addresses`]) is restricted too, to ranges that each lie inside one of
+///   its issuer's; it inherits the issuer's when it asks for none, so a restricted key never
+///   issues an unrestricted one.
 /// - **Creator and issuer** come from the authenticated issuer, never from the request: a user
 ///   issuer's id, or a key issuer's own creator, is the new key's `created_by`; a key issuer's id
 ///   is its `issued_by`.
@@ -278,6 +307,11 @@ pub fn issue<R: CryptoRng + ?Sized>(
     );
     key.expires_at = grant.expires_at.into();
     key.rate_limit = grant.rate_limit;
+    // At most MAX_ADDRESS_RANGES: validated for a request, and an issuer's came from a key.
+    key.allowed_addresses = crate::address::AllowedAddresses::from_ranges(&grant.allowed_addresses)
+        .ok_or_else(|| {
+            IssueError::Invalid(ValidationErrors::from(vec![too_many_ranges_message()]))
+        })?;
     // The issuer's ceiling travels with a role-less key, so a later child cannot be granted a
     // role above it.
     if role.is_none() {

@@ -12,6 +12,7 @@ use core::time::Duration;
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 
+use crate::address::{AddressRange, AllowedAddresses};
 use crate::catalog::{Catalog, CatalogError, PermissionSet};
 use crate::ct::Present;
 use crate::ratelimit::RateLimit;
@@ -135,6 +136,8 @@ pub struct ApiKey {
     pub(crate) created_by: Option<String>,
     pub(crate) issued_by: Option<KeyId>,
     pub(crate) role_ceiling: Option<String>,
+    /// The address ranges the key may be used from; none means anywhere.
+    pub(crate) allowed_addresses: AllowedAddresses,
 }
 
 impl ApiKey {
@@ -182,6 +185,7 @@ impl ApiKey {
             created_by: None,
             issued_by: None,
             role_ceiling: None,
+            allowed_addresses: AllowedAddresses::ANY,
         }
     }
 
@@ -189,6 +193,15 @@ impl ApiKey {
     pub fn with_expiry(mut self, expires_at: Timestamp) -> Self {
         self.expires_at = Some(expires_at).into();
         self
+    }
+
+    /// Restricts the key to client addresses in `ranges` (at most
+    /// [`MAX_ADDRESS_RANGES`](crate::MAX_ADDRESS_RANGES); `None` if more); an empty list lifts
+    /// the restriction. [`KeySpec::allowed_addresses`](crate::KeySpec::allowed_addresses) is the
+    /// checked way to issue one.
+    pub fn with_allowed_addresses(mut self, ranges: &[AddressRange]) -> Option<Self> {
+        self.allowed_addresses = AllowedAddresses::from_ranges(ranges)?;
+        Some(self)
     }
 
     /// Sets the rate limit.
@@ -271,6 +284,21 @@ impl ApiKey {
         self.role.as_deref().or(self.role_ceiling.as_deref())
     }
 
+    /// The client address ranges the key may be used from; empty when it may be used from
+    /// anywhere.
+    pub fn allowed_addresses(&self) -> &[AddressRange] {
+        self.allowed_addresses.ranges()
+    }
+
+    /// Whether a request from `address` (`None`: unknown) may use the key, by the address rule
+    /// of [`authorize`](crate::authorize()) alone, in the same constant time: for a layer that
+    /// refuses a disallowed address before any handler runs.
+    pub fn allows_address(&self, address: Option<std::net::IpAddr>) -> bool {
+        let known = subtle::Choice::from(u8::from(address.is_some()));
+        let word = address.map_or(0, crate::address::address_word);
+        bool::from(self.allowed_addresses.allows(word, known))
+    }
+
     /// Whether the key was revoked.
     pub fn is_revoked(&self) -> bool {
         self.revoked_at.is_some()
@@ -345,12 +373,17 @@ impl ApiKey {
             created_by: self.created_by.clone(),
             issued_by: self.issued_by,
             role_ceiling: self.role_ceiling.clone(),
+            allowed_addresses: self.allowed_addresses().to_vec(),
         }
     }
 
-    /// Loads a record. Every permission name must be one `catalog` defines.
+    /// Loads a record. Every permission name must be one `catalog` defines, and it holds at most
+    /// [`MAX_ADDRESS_RANGES`](crate::MAX_ADDRESS_RANGES) address ranges.
     pub fn from_record(record: ApiKeyRecord, catalog: &Catalog) -> Result<Self, CatalogError> {
         let permissions = catalog.resolve(&record.permissions)?;
+        // Never drop a restriction to load a record: too many ranges is an error, not "anywhere".
+        let allowed_addresses = AllowedAddresses::from_ranges(&record.allowed_addresses)
+            .ok_or(CatalogError::TooManyAddressRanges)?;
         Ok(Self {
             id: record.id,
             name: record.name,
@@ -372,6 +405,7 @@ impl ApiKey {
             created_by: record.created_by,
             issued_by: record.issued_by,
             role_ceiling: record.role_ceiling,
+            allowed_addresses,
         })
     }
 }
@@ -407,6 +441,7 @@ impl ApiKey {
             comment: self.comment.as_deref(),
             created_by: self.created_by.as_deref(),
             issued_by: self.issued_by,
+            allowed_addresses: self.allowed_addresses(),
         }
     }
 }
@@ -447,6 +482,9 @@ pub struct KeyView<'a> {
     /// The key that issued it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_by: Option<KeyId>,
+    /// The client address ranges it may be used from (absent: anywhere).
+    #[serde(skip_serializing_if = "<[AddressRange]>::is_empty")]
+    pub allowed_addresses: &'a [AddressRange],
 }
 
 impl crate::scope::Resource {
@@ -537,4 +575,9 @@ pub struct ApiKeyRecord {
     /// The role ceiling inherited from the issuer, for a key issued without a role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_ceiling: Option<String>,
+    /// The client address ranges the key may be used from, at most
+    /// [`MAX_ADDRESS_RANGES`](crate::MAX_ADDRESS_RANGES); absent or empty: anywhere (so records
+    /// written before address restrictions load unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_addresses: Vec<AddressRange>,
 }

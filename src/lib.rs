@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod address;
 mod authorize;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -60,6 +61,7 @@ mod timestamp;
 mod token;
 mod usage;
 
+pub use address::{AddressRange, AddressRangeError, MAX_ADDRESS_RANGES};
 pub use authorize::{Action, authorize, authorize_capped};
 pub use catalog::{
     Catalog, CatalogError, CatalogSpec, ImplicationSpec, MAX_NAME_LEN, MAX_PERMISSIONS, Permission,

@@ -105,12 +105,12 @@ impl ResponseBody {
 
 impl Refusal for Deny {
     /// 401 for an unknown, revoked or expired key; 404 for another account's or another project's
-    /// resource; 403 for an account-level action or a missing permission.
+    /// resource; 403 for a disallowed address, an account-level action or a missing permission.
     fn status(&self) -> u16 {
         match self {
             Deny::UnknownKey | Deny::Revoked | Deny::Expired => 401,
             Deny::OtherAccount | Deny::OutOfScope => 404,
-            Deny::AccountLevelAction | Deny::MissingPermission(_) => 403,
+            Deny::AddressNotAllowed | Deny::AccountLevelAction | Deny::MissingPermission(_) => 403,
         }
     }
 

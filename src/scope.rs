@@ -306,6 +306,11 @@ impl Scope {
 pub struct Resource {
     account: AccountId,
     target: Target,
+    /// The client's address as a 128-bit word (IPv4 mapped), read only with `has_address`:
+    /// kept as plain data so the address check needs no branch on it.
+    address: u128,
+    /// Whether the caller said where the request came from ([`Resource::from_address`]).
+    has_address: bool,
 }
 
 /// The three kinds of resource. Kept private so the encoding used by the constant-time path
@@ -325,6 +330,8 @@ impl Resource {
         Self {
             account,
             target: Target::Account,
+            address: 0,
+            has_address: false,
         }
     }
 
@@ -334,6 +341,8 @@ impl Resource {
         Self {
             account,
             target: Target::Listing,
+            address: 0,
+            has_address: false,
         }
     }
 
@@ -342,6 +351,8 @@ impl Resource {
         Self {
             account,
             target: Target::Project(project),
+            address: 0,
+            has_address: false,
         }
     }
 
@@ -363,8 +374,43 @@ impl Resource {
         self.target == Target::Listing
     }
 
+    /// The same resource, requested from `address`: the client's address, for keys restricted
+    /// to address ranges ([`KeySpec::allowed_addresses`](crate::KeySpec::allowed_addresses)).
+    ///
+    /// Without it the address is unknown, and a key with ranges refuses the request
+    /// ([`Deny::AddressNotAllowed`](crate::Deny::AddressNotAllowed)): deny by default. A key
+    /// without ranges allows every address, known or not.
+    ///
+    /// ```
+    /// use keygate::{AccountId, Resource};
+    /// let at = Resource::listing(AccountId::from_u64(1)).from_address("10.1.2.3".parse()?);
+    /// assert_eq!(at.address(), Some("10.1.2.3".parse()?));
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
+    #[must_use]
+    pub fn from_address(mut self, address: std::net::IpAddr) -> Self {
+        self.address = crate::address::address_word(address);
+        self.has_address = true;
+        self
+    }
+
+    /// The client's address, if the caller gave it, as IPv6 (IPv4 mapped into `::ffff:0:0/96`
+    /// shown back as IPv4).
+    pub fn address(&self) -> Option<std::net::IpAddr> {
+        self.has_address.then(|| {
+            let v6 = std::net::Ipv6Addr::from(self.address);
+            v6.to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
+        })
+    }
+
     pub(crate) fn target(&self) -> Target {
         self.target
+    }
+
+    /// The address as the constant-time path reads it: (is known, 128-bit word).
+    pub(crate) fn address_parts(&self) -> (Choice, u128) {
+        (Choice::from(u8::from(self.has_address)), self.address)
     }
 }
 

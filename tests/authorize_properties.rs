@@ -17,7 +17,7 @@ mod common;
 use std::sync::LazyLock;
 
 use keygate::Refusal;
-use keygate::testing::reference;
+use keygate::testing::{reference, strategy};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, PermissionSet, ProjectId, Resource,
     Scope, Timestamp, TokenHash, authorize, authorize_capped,
@@ -61,6 +61,7 @@ prop_compose! {
         permissions in permission_set(),
         expires_at in proptest::option::of(time()),
         revoked in any::<bool>(),
+        ranges in strategy::address_range_lists(),
     ) -> ApiKey {
         let mut key = ApiKey::new(
             KeyId::from_bytes([1; 16]),
@@ -77,7 +78,7 @@ prop_compose! {
         if revoked {
             key.revoke(Timestamp::EPOCH);
         }
-        key
+        key.with_allowed_addresses(&ranges).unwrap()
     }
 }
 
@@ -102,14 +103,16 @@ prop_compose! {
 }
 
 fn resource() -> impl Strategy<Value = Resource> {
-    (0u64..3, 0u8..3, 0u64..3).prop_map(|(account, kind, project)| {
-        let account = AccountId::from_u64(account);
-        match kind {
-            0 => Resource::account(account),
-            1 => Resource::listing(account),
-            _ => Resource::in_project(account, ProjectId::from_u64(project)),
-        }
-    })
+    strategy::with_client_address((0u64..3, 0u8..3, 0u64..3).prop_map(
+        |(account, kind, project)| {
+            let account = AccountId::from_u64(account);
+            match kind {
+                0 => Resource::account(account),
+                1 => Resource::listing(account),
+                _ => Resource::in_project(account, ProjectId::from_u64(project)),
+            }
+        },
+    ))
 }
 
 proptest! {
@@ -131,7 +134,7 @@ proptest! {
     ) {
         let explanation = reference::explain(&CATALOG, &key, action, &resource, now);
         prop_assert_eq!(explanation.decision, reference::authorize(&key, action, &resource, now));
-        prop_assert_eq!(explanation.rules.len(), 5);
+        prop_assert_eq!(explanation.rules.len(), reference::Rule::ALL.len());
         // The deciding rule is the first failing one, and its reason is the decision's.
         let deciding = explanation.deciding_rule().and_then(|r| r.fails_with);
         prop_assert_eq!(deciding.map_or(Decision::Allow, Decision::Deny), explanation.decision);
@@ -187,6 +190,13 @@ proptest! {
             } else {
                 prop_assert_eq!(&held, action.permissions());
             }
+            // A restricted key allows only a known address inside one of its ranges.
+            if !key.allowed_addresses().is_empty() {
+                let address = resource.address();
+                let inside = address
+                    .is_some_and(|a| key.allowed_addresses().iter().any(|r| r.contains(a)));
+                prop_assert!(inside);
+            }
         }
     }
 
@@ -214,6 +224,21 @@ proptest! {
     }
 
     #[test]
+    fn a_restricted_key_refuses_unknown_and_outside_addresses_first_after_liveness(
+        key in key(), action in action(), resource in resource(), now in time()
+    ) {
+        let outside = key.allowed_addresses().iter().all(|r| {
+            resource.address().is_none_or(|a| !r.contains(a))
+        });
+        if key.is_active(now) && !key.allowed_addresses().is_empty() && outside {
+            prop_assert_eq!(
+                authorize(&key, action, &resource, now),
+                Decision::Deny(Deny::AddressNotAllowed)
+            );
+        }
+    }
+
+    #[test]
     fn deny_reasons_map_to_their_statuses(
         key in key(), action in action(), resource in resource(), now in time()
     ) {
@@ -221,7 +246,9 @@ proptest! {
             let expected = match deny {
                 Deny::UnknownKey | Deny::Revoked | Deny::Expired => 401,
                 Deny::OtherAccount | Deny::OutOfScope => 404,
-                Deny::AccountLevelAction | Deny::MissingPermission(_) => 403,
+                Deny::AddressNotAllowed
+                | Deny::AccountLevelAction
+                | Deny::MissingPermission(_) => 403,
             };
             prop_assert_eq!(deny.status(), expected);
         }

@@ -207,7 +207,9 @@ fn status(decision: Decision) -> u16 {
         Decision::Allow => 200,
         Decision::Deny(Deny::UnknownKey | Deny::Revoked | Deny::Expired) => 401,
         Decision::Deny(Deny::OtherAccount | Deny::OutOfScope) => 404,
-        Decision::Deny(Deny::AccountLevelAction | Deny::MissingPermission(_)) => 403,
+        Decision::Deny(
+            Deny::AddressNotAllowed | Deny::AccountLevelAction | Deny::MissingPermission(_),
+        ) => 403,
     }
 }
 

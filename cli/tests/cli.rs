@@ -205,14 +205,16 @@ fn explain_walks_the_rules_in_order() {
         .lines()
         .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
         .collect();
-    assert_eq!(rules.len(), 5, "{text}");
+    // Five rules, and the address rule beside rule 1.
+    assert_eq!(rules.len(), 6, "{text}");
     assert!(rules[0].ends_with("pass"), "{text}");
+    assert!(rules[1].ends_with("pass"), "{text}");
     assert!(
-        rules[2].ends_with("FAIL account_level_action (decides)"),
+        rules[3].ends_with("FAIL account_level_action (decides)"),
         "{text}"
     );
     assert!(
-        rules[3].ends_with("fail out_of_scope (after the deciding rule)"),
+        rules[4].ends_with("fail out_of_scope (after the deciding rule)"),
         "{text}"
     );
     assert!(

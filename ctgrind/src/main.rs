@@ -27,10 +27,12 @@
 
 use core::ffi::c_void;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use crabgrind::memcheck::{MemState, mark_memory};
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, PermissionSet, ProjectId,
-    Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
+    AccountId, Action, AddressRange, ApiKey, Catalog, Decision, KeyId, Keyring, PermissionSet,
+    ProjectId, Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
 };
 
 /// Marks `len` bytes at `ptr` as secret (undefined) or public (defined).
@@ -256,6 +258,74 @@ fn authorize_all_any_of() {
     println!("authorize all of / any of: done");
 }
 
+/// The address check: keys restricted to ranges of both families (and one unrestricted), requests
+/// from inside, outside and an unknown address. The key (its ranges) and the request's address
+/// are secret while `authorize` runs.
+fn authorize_address() {
+    let catalog = Catalog::read_write_delete();
+    let account = AccountId::from_u64(1);
+    let now = Timestamp::from_unix_seconds(1_000);
+    let read = Action::named(&catalog, "read").expect("read");
+    let ranges: Vec<AddressRange> = [
+        "10.0.0.0/8",
+        "192.168.1.0/24",
+        "2001:db8::/32",
+        "127.0.0.1",
+        "fe80::/10",
+        "172.16.0.0/12",
+        "::1",
+        "100.64.0.0/10",
+    ]
+    .iter()
+    .map(|t| t.parse().expect("range"))
+    .collect();
+    let key = |ranges: &[AddressRange]| {
+        ApiKey::new(
+            KeyId::from_bytes([6; 16]),
+            "f",
+            account,
+            Scope::Account,
+            catalog.all(),
+            TokenHash::of("f"),
+            Timestamp::EPOCH,
+        )
+        .with_allowed_addresses(ranges)
+        .expect("at most eight")
+    };
+    let keys = [key(&ranges), key(&ranges[..2]), key(&[])];
+    let listing = Resource::listing(account);
+    // Only the address is secret in a resource: its kind is public request data (and read with
+    // a branch). So the address bits are marked before they go in: an `Ipv4Addr` or `Ipv6Addr` is
+    // nothing but them, and memcheck follows them into the resource.
+    let secret_v4 = |a: [u8; 4]| {
+        let v4 = Ipv4Addr::from(a);
+        mark(&v4, MemState::Undefined);
+        listing.from_address(IpAddr::V4(v4))
+    };
+    let secret_v6 = |a: &str| {
+        let v6: Ipv6Addr = a.parse().expect("address");
+        mark(&v6, MemState::Undefined);
+        listing.from_address(IpAddr::V6(v6))
+    };
+    let resources = [
+        secret_v4([10, 1, 2, 3]),
+        secret_v4([8, 8, 8, 8]),
+        secret_v6("2001:db8::7"),
+        secret_v6("2001:db9::1"),
+        secret_v6("::1"),
+        listing,
+    ];
+    for key in &keys {
+        mark(key, MemState::Undefined);
+        for resource in &resources {
+            let decision: Decision = public(authorize(key, read, resource, now));
+            let _ = decision.is_allowed();
+        }
+        mark(key, MemState::Defined);
+    }
+    println!("authorize (address ranges): done");
+}
+
 fn keyring_lookup() {
     let catalog = Catalog::read_write_delete();
     let account = AccountId::from_u64(1);
@@ -304,7 +374,7 @@ fn control() {
 
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
-    let default = ["format", "checksum", "verify", "authorize", "all_any_of"];
+    let default = ["format", "checksum", "verify", "authorize", "all_any_of", "address"];
     let run = |name: &str| {
         which.iter().any(|w| w == name) || (which.is_empty() && default.contains(&name))
     };
@@ -322,6 +392,9 @@ fn main() {
     }
     if run("all_any_of") {
         authorize_all_any_of();
+    }
+    if run("address") {
+        authorize_address();
     }
     if run("keyring") {
         keyring_lookup();

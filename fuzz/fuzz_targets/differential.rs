@@ -9,13 +9,18 @@
 //!
 //! Ids, times and scopes come either from a small pool (so that "same account", "own project"
 //! and "expires exactly now" happen often) or straight from the library types' `Arbitrary`
-//! implementations (feature `arbitrary`), chosen by the input.
+//! implementations (feature `arbitrary`), chosen by the input. Keys carry up to
+//! `MAX_ADDRESS_RANGES` address ranges, and the client address is often near one of them (a few
+//! low bits flipped), sometimes anywhere, sometimes unknown.
 #![no_main]
 
 use arbitrary::Arbitrary;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use keygate::{
-    AccountId, Action, ApiKey, Catalog, Decision, Deny, KeyId, Keyring, PermissionSet, ProjectId,
-    Resource, Scope, Timestamp, TokenFormat, TokenHash, authorize, authorize_capped,
+    AccountId, Action, AddressRange, ApiKey, Catalog, Decision, Deny, KeyId, Keyring,
+    MAX_ADDRESS_RANGES, PermissionSet, ProjectId, Resource, Scope, Timestamp, TokenFormat,
+    TokenHash, authorize, authorize_capped,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -108,6 +113,63 @@ struct Input {
     action: ActionShape,
     /// Present the key's own token to the keyring, or another.
     right_token: bool,
+    addresses: Addresses,
+}
+
+/// The key's ranges and the client's address.
+#[derive(Arbitrary, Debug)]
+struct Addresses {
+    /// (network bits, prefix, written as IPv4); the first `MAX_ADDRESS_RANGES` are used.
+    ranges: Vec<(u128, u8, bool)>,
+    /// The client: near range `which` (its network with the `bits` low bits of `noise` flipped),
+    /// as IPv4 when mapped and `v4`; `None`: the address is unknown.
+    client: Option<(u8, u128, u8, bool)>,
+}
+
+fn word_of(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => (0xffff_u128 << 32) | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn low_bits(bits: u32) -> u128 {
+    !u128::MAX.checked_shl(bits).unwrap_or(0)
+}
+
+fn build_addresses(addresses: &Addresses, resource: Resource) -> (Vec<AddressRange>, Resource) {
+    let ranges: Vec<AddressRange> = addresses
+        .ranges
+        .iter()
+        .take(MAX_ADDRESS_RANGES)
+        .filter_map(|&(bits, prefix, v4)| {
+            if v4 {
+                let prefix = prefix % 33;
+                let network = (bits as u32) & !(low_bits(32 - u32::from(prefix)) as u32);
+                AddressRange::new(IpAddr::V4(Ipv4Addr::from(network)), prefix)
+            } else {
+                let prefix = prefix % 129;
+                let network = bits & !low_bits(128 - u32::from(prefix));
+                AddressRange::new(IpAddr::V6(Ipv6Addr::from(network)), prefix)
+            }
+        })
+        .collect();
+    let resource = match addresses.client {
+        None => resource,
+        Some((which, noise, bits, v4)) => {
+            let base = ranges
+                .get(usize::from(which) % ranges.len().max(1))
+                .map_or(0, |r| word_of(r.network()));
+            let word = base ^ (noise & low_bits(u32::from(bits % 129)));
+            let v6 = Ipv6Addr::from(word);
+            let ip = match v6.to_ipv4_mapped() {
+                Some(mapped) if v4 => IpAddr::V4(mapped),
+                _ => IpAddr::V6(v6),
+            };
+            resource.from_address(ip)
+        }
+    };
+    (ranges, resource)
 }
 
 fn small_id(n: u8) -> u64 {
@@ -155,6 +217,7 @@ fn build(input: &Input) -> (ApiKey, Resource, Timestamp) {
             now,
         } => (key_account, scope, resource, expires_at, revoked_at, now),
     };
+    let (ranges, resource) = build_addresses(&input.addresses, resource);
     let mut key = ApiKey::new(
         KeyId::from_bytes([9; 16]),
         "differential",
@@ -163,7 +226,9 @@ fn build(input: &Input) -> (ApiKey, Resource, Timestamp) {
         input.permissions,
         TokenHash::of(TOKEN),
         Timestamp::EPOCH,
-    );
+    )
+    .with_allowed_addresses(&ranges)
+    .expect("at most MAX_ADDRESS_RANGES");
     if let Some(at) = expires_at {
         key = key.with_expiry(at);
     }

@@ -5,12 +5,12 @@
 
 use core::fmt::Debug;
 
-use keygate::{CatalogSpec, RoleSpec};
 use keygate::RateLimitSpec;
 use keygate::{
     AccountId, ApiKey, ApiKeyRecord, Catalog, KeyId, KeyState, ProjectId, RateLimit,
     RateLimitState, RetiredSecret, Scope, Tier, Timestamp, TokenHash, Usage,
 };
+use keygate::{CatalogSpec, RoleSpec};
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

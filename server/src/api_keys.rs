@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::extract::State;
 use keygate::axum::{ApiError, Caller};
 use keygate::{
-    ApiKey, IssueError, KeyId, KeySpec, ManageOp, Permit, ProjectId, RateLimit, Resource, Scope,
-    Timestamp, Token, issue, manage,
+    AddressRange, ApiKey, IssueError, KeyId, KeySpec, ManageOp, Permit, ProjectId, RateLimit,
+    Resource, Scope, Timestamp, Token, issue, manage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +28,9 @@ struct KeyView<'a> {
     expires_at: Option<Timestamp>,
     revoked_at: Option<Timestamp>,
     rate_limit: Option<&'a RateLimit>,
+    /// Client address ranges the key may be used from; absent: anywhere.
+    #[serde(skip_serializing_if = "<[AddressRange]>::is_empty")]
+    allowed_addresses: &'a [AddressRange],
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
 }
@@ -42,6 +45,7 @@ fn key_view<'a>(app: &'a App, key: &'a ApiKey) -> KeyView<'a> {
         expires_at: key.expires_at(),
         revoked_at: key.revoked_at(),
         rate_limit: key.rate_limit(),
+        allowed_addresses: key.allowed_addresses(),
         key: None,
     }
 }
@@ -63,6 +67,8 @@ pub(crate) struct KeyBody {
     expires_at: Option<String>,
     ttl_seconds: Option<u64>,
     rate_limit: Option<Value>,
+    /// CIDR ranges (`"10.0.0.0/8"`, `"2001:db8::/32"`); keygate validates them (422).
+    allowed_addresses: Option<Vec<String>>,
 }
 
 pub(crate) async fn create_key(
@@ -109,6 +115,9 @@ pub(crate) async fn create_key(
             Ok(limit) => spec = spec.rate_limit(limit),
             Err(e) => errors.push(format!("Rate limit is invalid: {e}")),
         }
+    }
+    if let Some(ranges) = body.allowed_addresses {
+        spec = spec.allowed_addresses(ranges);
     }
     // keygate's refusals first: an escalation is 403 whatever else is wrong with the request.
     let issued = match issue(&app.catalog, &issuer, spec, now, &mut rand::rng()) {

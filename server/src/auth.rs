@@ -11,7 +11,7 @@
 //! [`crate::telemetry`]) gets the key id and the decision; never the token.
 
 use keygate::axum::ApiError;
-use keygate::{AccountId, Action, ApiKey, Decision, ProjectId, Resource};
+use keygate::{AccountId, Action, AuthenticatedKey, Decision, ProjectId, Resource};
 use tracing::Span;
 use tracing::field::display;
 
@@ -22,13 +22,15 @@ pub(crate) const API_PREFIX: &str = "/api/v1/public";
 
 impl App {
     /// `authorize` for this request as a handler-ready result, with the decision in the log.
+    /// The request's client address (which the layer put on `key`) reaches the decision here,
+    /// so a key restricted to address ranges is decided from where the request came from.
     pub(crate) fn check(
         &self,
-        key: &ApiKey,
+        key: &AuthenticatedKey,
         action: Action,
         resource: Resource,
     ) -> Result<(), ApiError> {
-        match self.decide(key, action, &resource) {
+        match self.decide(key, action, &key.with_address(&resource)) {
             Decision::Allow => {
                 Span::current().record("decision", "allow");
                 Ok(())

@@ -35,6 +35,11 @@ OPTIONS:
     --request-timeout SECONDS time to send a body and be answered, else 408 (default 30)
     --max-connections N       connections served at once (default 1024)
     --shutdown-grace SECONDS  on SIGINT/SIGTERM, time for in-flight requests (default 30)
+    --trusted-proxy-header NAME
+                              take the client address (for keys restricted to address ranges)
+                              from this header's right-most entry, e.g. X-Forwarded-For, instead
+                              of the TCP peer. Only behind a proxy that overwrites the header:
+                              otherwise any client can claim any address
     --log-format text|json    request logs on standard error (default text)
     --database sqlite:PATH    where to store keys, usage, projects and recordings (default
                               sqlite:keygate.db); sqlite::memory: keeps everything in memory

@@ -170,6 +170,12 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// On shutdown, how long in-flight requests get to finish.
     pub shutdown_grace: Duration,
+    /// Where a request's client address comes from, for keys restricted to address ranges:
+    /// `None` (the default), the TCP peer; a header such as `X-Forwarded-For`, its right-most
+    /// address, the one the nearest proxy appended. Only behind a proxy that sets or overwrites
+    /// that header: a client reaching the server directly can write any address there. A request
+    /// without a parseable address in it has no known address (a restricted key refuses it).
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
 }
 
 impl Default for HttpConfig {
@@ -180,6 +186,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 1_024,
             shutdown_grace: Duration::from_secs(30),
+            trusted_proxy_header: None,
         }
     }
 }
@@ -388,6 +395,12 @@ fn apply(
                 usize::try_from(number()?).map_err(|_| format!("{flag} is too large"))?
         }
         "--shutdown-grace" => config.http.shutdown_grace = seconds()?,
+        "--trusted-proxy-header" => {
+            config.http.trusted_proxy_header = Some(
+                axum::http::HeaderName::try_from(value)
+                    .map_err(|_| format!("{flag} takes a header name; got {value:?}"))?,
+            );
+        }
         "--database" => config.database = Database::parse(value)?,
         "--redis" => config.redis = Some(parse_redis(value)?),
         "--redis-on-error" => {

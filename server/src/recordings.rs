@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use keygate::axum::{ApiError, Caller};
-use keygate::{Action, ApiKey, ProjectId, Resource, Timestamp};
+use keygate::{Action, AuthenticatedKey, ProjectId, Resource, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -133,7 +133,12 @@ pub(crate) async fn list_recordings(
 
 /// Finds a recording of the caller's account and authorizes `action` on its project. A
 /// recording the key may not see and one that does not exist give the same 404.
-fn recording_for(app: &App, key: &ApiKey, id: u64, action: Action) -> Result<Recording, ApiError> {
+fn recording_for(
+    app: &App,
+    key: &AuthenticatedKey,
+    id: u64,
+    action: Action,
+) -> Result<Recording, ApiError> {
     let recording = app
         .records(key.account(), |r| r.recordings.get(&id).cloned())
         .ok_or_else(ApiError::not_found)?;

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{HeaderMap, HeaderName, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use keygate::axum::ClientAddress;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -177,6 +178,8 @@ async fn connection(
     // Small JSON responses go out at once instead of waiting to be coalesced; failing to set it
     // only costs latency.
     stream.set_nodelay(true).ok();
+    // The TCP peer: every request's client address unless a trusted proxy header names it.
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
         inner: stream,
@@ -191,6 +194,8 @@ async fn connection(
     let service = Counted {
         inner: app,
         activity: Arc::clone(&activity),
+        peer,
+        trusted_proxy_header: http.trusted_proxy_header.clone(),
     };
     let mut conn = pin!(builder.serve_connection(io, TowerToHyperService::new(service)));
     let mut closing = false;
@@ -230,6 +235,22 @@ async fn connection(
 struct Counted {
     inner: Router,
     activity: Arc<Activity>,
+    /// The connection's TCP peer address.
+    peer: Option<std::net::IpAddr>,
+    /// `--trusted-proxy-header`: where the client address comes from instead of `peer`.
+    trusted_proxy_header: Option<HeaderName>,
+}
+
+/// The right-most address in `name`'s values (`X-Forwarded-For: client, proxy1, proxy2`): the one
+/// the nearest proxy appended, the only one it vouches for. An entry with a port
+/// (`1.2.3.4:5`, `[::1]:5`) counts too; anything else gives no address.
+fn forwarded_address(headers: &HeaderMap, name: &HeaderName) -> Option<std::net::IpAddr> {
+    let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    let entry = last.rsplit(',').next()?.trim();
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 impl tower::Service<Request<Incoming>> for Counted {
@@ -242,7 +263,16 @@ impl tower::Service<Request<Incoming>> for Counted {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        // Every request carries its client address to KeygateLayer, which refuses a key
+        // restricted to other addresses and hands the address to the handlers' decisions.
+        let address = match &self.trusted_proxy_header {
+            Some(name) => forwarded_address(request.headers(), name),
+            None => self.peer,
+        };
+        if let Some(address) = address {
+            request.extensions_mut().insert(ClientAddress(address));
+        }
         let busy = Busy::new(Arc::clone(&self.activity));
         let router = self.inner.clone();
         Box::pin(async move {

@@ -23,6 +23,29 @@ use crate::keyring::{AuthenticatedKey, SharedKeyring};
 use crate::scope::Resource;
 use crate::timestamp::Timestamp;
 
+/// Where a request came from, as the server determined it: put it in the request's extensions
+/// (from the TCP peer address, or a trusted proxy's header) before [`KeygateLayer`] runs.
+///
+/// The layer refuses a key restricted to address ranges
+/// ([`KeySpec::allowed_addresses`](crate::KeySpec::allowed_addresses)) with 403
+/// [`Deny::AddressNotAllowed`] when the address lies outside them *or is missing* (deny by
+/// default), before the rate limit and the handler; and it hands the address on with the
+/// [`Caller`], whose [`authorize`](Caller::authorize) decides with it. Keys without ranges never
+/// look at it. axum's `ConnectInfo` needs its `tokio` feature, which keygate does not enable:
+/// insert this instead (a middleware can copy `ConnectInfo`'s peer into it).
+///
+/// ```
+/// use axum::{extract::Request, middleware::Next, response::Response};
+/// use keygate::axum::ClientAddress;
+/// // Behind a proxy that overwrites the header, or from the accept loop's peer address.
+/// async fn peer(mut request: Request, next: Next) -> Response {
+///     request.extensions_mut().insert(ClientAddress([10, 0, 0, 7].into()));
+///     next.run(request).await
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// The clock the layer reads: the system clock unless a test gives its own.
 pub type Clock = fn() -> Timestamp;
 
@@ -196,8 +219,30 @@ where
         let found = bearer_token(request.headers())
             .ok_or(Deny::UnknownKey)
             .and_then(|token| self.layer.keys.authenticate(token, now));
+        let address = request
+            .extensions()
+            .get::<ClientAddress>()
+            .map(|ClientAddress(address)| *address);
+        // The address rule first, before the rate limit: a key used from elsewhere spends no
+        // budget, and no handler runs for it. Constant time over the key's ranges.
+        let found = found.and_then(|key| {
+            if key.key().allows_address(address) {
+                Ok(match address {
+                    Some(address) => key.with_client_address(address),
+                    None => key,
+                })
+            } else {
+                Err(Deny::AddressNotAllowed)
+            }
+        });
         let key = match found {
             Ok(key) => Arc::new(key),
+            Err(Deny::AddressNotAllowed) => {
+                let mut response = ApiError::refusal(&Deny::AddressNotAllowed, &self.layer.catalog)
+                    .into_response();
+                response.extensions_mut().insert(Deny::AddressNotAllowed);
+                return Box::pin(async move { Ok(response) });
+            }
             Err(deny) => {
                 let mut response = unauthorized(ApiError::refusal(&deny, &self.layer.catalog));
                 response.extensions_mut().insert(deny);
@@ -305,7 +350,8 @@ impl Caller {
     }
 
     /// May the caller do `action` on `resource`? With the key's creator cap, at the request's
-    /// instant; `?` turns a refusal into its response.
+    /// instant, from the request's [`ClientAddress`] unless `resource` carries one; `?` turns a
+    /// refusal into its response.
     pub fn authorize(
         &self,
         action: Action,
@@ -436,6 +482,61 @@ mod tests {
                 .unwrap();
             (status, String::from_utf8(body.to_vec()).unwrap())
         })
+    }
+
+    #[test]
+    fn a_restricted_key_is_refused_from_elsewhere_and_decides_from_its_address() {
+        let catalog = Arc::new(Catalog::read_write_delete());
+        let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+        let spec = KeySpec::named("office").allowed_addresses(["10.0.0.0/8"]);
+        let issued =
+            crate::issue(&catalog, &owner, spec, system_clock(), &mut rand::rng()).unwrap();
+        let mut keyring = Keyring::default();
+        keyring.insert(issued.key).unwrap();
+        let keys = Arc::new(SharedKeyring::new(keyring));
+        // The handler decides a listing without naming an address: the caller's is used.
+        async fn list(Caller(key): Caller, RequestTime(now): RequestTime) -> StatusCode {
+            let catalog = Catalog::read_write_delete();
+            let read = Action::named(&catalog, "read").unwrap();
+            let listing = Resource::listing(key.account());
+            match Caller(key).authorize(read, &listing, now) {
+                Ok(()) => StatusCode::OK,
+                Err(error) => error.status(),
+            }
+        }
+        let app = Router::new()
+            .route("/grpc.health.v1.Health/Check", post(list))
+            .route_layer(KeygateLayer::new(keys, catalog));
+        let token = issued.token.expose_secret();
+        let run = |address: Option<[u8; 4]>| {
+            let mut request = Request::post("/grpc.health.v1.Health/Check")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            if let Some(address) = address {
+                request
+                    .extensions_mut()
+                    .insert(ClientAddress(address.into()));
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let response = app.clone().oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = ::axum::body::to_bytes(response.into_body(), 256)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8(body.to_vec()).unwrap())
+            })
+        };
+        assert_eq!(run(Some([10, 1, 2, 3])).0, StatusCode::OK);
+        let refused = (
+            StatusCode::FORBIDDEN,
+            r#"{"error":"API key not allowed from this address"}"#.to_owned(),
+        );
+        assert_eq!(run(Some([127, 0, 0, 1])), refused);
+        assert_eq!(run(None), refused);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use core::fmt;
 
 use serde::Serialize;
 
+use crate::address::AddressRange;
 use crate::decision::Deny;
 use crate::ratelimit::RateLimit;
 use crate::scope::Scope;
@@ -88,6 +89,14 @@ pub enum Escalation {
         /// The issuer's limit.
         limit: RateLimit,
     },
+    /// Client address ranges outside the key issuer's, or none (anywhere) under an issuer that
+    /// has some.
+    AllowedAddresses {
+        /// The ranges asked for (empty: anywhere).
+        requested: Vec<AddressRange>,
+        /// The issuer's ranges.
+        held: Vec<AddressRange>,
+    },
 }
 
 impl fmt::Display for Escalation {
@@ -131,8 +140,22 @@ impl fmt::Display for Escalation {
                 limit.period().as_secs(),
                 limit.burst()
             ),
+            Escalation::AllowedAddresses { held, .. } => write!(
+                f,
+                "Cannot create an API key usable from addresses outside its issuer's ({})",
+                join_ranges(held)
+            ),
         }
     }
+}
+
+/// Ranges as a comma-separated list, for messages.
+pub(crate) fn join_ranges(ranges: &[AddressRange]) -> String {
+    ranges
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why no key was issued. As a [`Refusal`](crate::Refusal): 422 `{"errors": [...]}` for a

@@ -1,5 +1,6 @@
 //! Who issues or manages keys: a user with a role or permission set, or an existing key.
 
+use crate::address::AddressRange;
 use crate::catalog::{Catalog, CatalogError, Permission, PermissionSet};
 use crate::decision::Deny;
 use crate::issue::IssueError;
@@ -77,6 +78,8 @@ pub struct Issuer {
     pub(super) expires_at: Option<Timestamp>,
     pub(super) user_id: Option<String>,
     pub(super) rate_limit: Option<RateLimit>,
+    /// Empty: the issuer may act from anywhere, and so may its keys.
+    pub(super) allowed_addresses: Vec<AddressRange>,
 }
 
 impl Issuer {
@@ -91,6 +94,7 @@ impl Issuer {
             expires_at: None,
             user_id: None,
             rate_limit: None,
+            allowed_addresses: Vec::new(),
         }
     }
 
@@ -178,6 +182,7 @@ impl Issuer {
             expires_at: key.expires_at(),
             user_id: key.created_by().map(str::to_owned),
             rate_limit: key.rate_limit().copied(),
+            allowed_addresses: key.allowed_addresses().to_vec(),
         })
     }
 
@@ -232,6 +237,11 @@ impl Issuer {
     /// For a key issuer, its rate limit: the loosest any key it mints may have.
     pub fn rate_limit(&self) -> Option<&RateLimit> {
         self.rate_limit.as_ref()
+    }
+    /// For a key issuer, its client address ranges: every key it mints is confined within them
+    /// (empty: anywhere).
+    pub fn allowed_addresses(&self) -> &[AddressRange] {
+        &self.allowed_addresses
     }
     /// The key issuer's id, if the issuer is a key.
     pub fn key_id(&self) -> Option<KeyId> {

@@ -337,6 +337,9 @@ pub(crate) fn manage_message(escalations: &[Escalation]) -> String {
             Escalation::RateLimit { .. } => {
                 "Cannot manage an API key with a looser rate limit than the caller's".to_owned()
             }
+            Escalation::AllowedAddresses { .. } => {
+                "Cannot manage an API key usable from addresses outside the caller's".to_owned()
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -487,6 +490,7 @@ pub fn manage(
             scope: target.scope(),
             expires_at: target.expires_at(),
             rate_limit: target.rate_limit().copied(),
+            allowed_addresses: target.allowed_addresses(),
         };
         let escalations = exceeds(catalog, caller, &reach);
         if !escalations.is_empty() {

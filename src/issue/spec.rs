@@ -2,6 +2,7 @@
 
 use core::time::Duration;
 
+use crate::address::{AddressRange, MAX_ADDRESS_RANGES};
 use crate::catalog::{Catalog, CatalogError, PermissionSet, Role};
 use crate::issue::ValidationErrors;
 use crate::key::ApiKey;
@@ -79,6 +80,8 @@ pub struct KeySpec {
     pub(super) rate_limit: Option<RateLimit>,
     pub(super) tags: Vec<String>,
     pub(super) comment: Option<String>,
+    /// CIDR ranges as written; parsed by validation, so a malformed one is a 422.
+    pub(super) allowed_addresses: Option<Vec<String>>,
     pub(super) format: TokenFormat,
     /// What a JSON body got wrong that a builder cannot: reported with the validation errors.
     pub(super) malformed: Vec<String>,
@@ -99,6 +102,7 @@ struct KeySpecBody {
     #[serde(default)]
     tags: Vec<String>,
     comment: Option<String>,
+    allowed_addresses: Option<Vec<String>>,
 }
 
 impl From<KeySpecBody> for KeySpec {
@@ -110,6 +114,7 @@ impl From<KeySpecBody> for KeySpec {
         spec.ttl = body.ttl_seconds.map(Duration::from_secs);
         spec.tags = body.tags;
         spec.comment = body.comment;
+        spec.allowed_addresses = body.allowed_addresses;
         if let Some(text) = body.expires_at {
             match text.parse::<Timestamp>() {
                 Ok(at) => spec.expires_at = Some(at),
@@ -148,6 +153,7 @@ impl KeySpec {
             rate_limit: None,
             tags: Vec::new(),
             comment: None,
+            allowed_addresses: None,
             format: TokenFormat::default(),
             malformed: Vec::new(),
         }
@@ -234,6 +240,33 @@ impl KeySpec {
         self
     }
 
+    /// Restricts the key to clients in these CIDR ranges, IPv4 or IPv6 (`"10.0.0.0/8"`,
+    /// `"2001:db8::/32"`, a bare address for one), at most [`MAX_ADDRESS_RANGES`]. A request from
+    /// elsewhere, or from an address the server does not know, is refused with
+    /// [`Deny::AddressNotAllowed`](crate::Deny::AddressNotAllowed) (403). A malformed range, too
+    /// many, or an empty list is a 422. Without this a key issued by a key inherits its ranges; a
+    /// key's ranges must each lie inside one of its issuer's.
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Catalog, Issuer, KeySpec, Scope, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::read_write_delete();
+    /// let owner = Issuer::user(AccountId::from_u64(1), Scope::Account, catalog.all());
+    /// let spec = KeySpec::named("office").allowed_addresses(["10.0.0.0/8", "2001:db8::/32"]);
+    /// let key = issue(&catalog, &owner, spec, Timestamp::EPOCH,
+    ///     &mut rand::rngs::StdRng::seed_from_u64(0))?.key;
+    /// assert_eq!(key.allowed_addresses()[0].to_string(), "10.0.0.0/8");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allowed_addresses<I, S>(mut self, ranges: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_addresses = Some(ranges.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The token format; [`TokenFormat::default`] (`idc_` + 32 alphanumerics) if not set.
     pub fn format(mut self, format: TokenFormat) -> Self {
         self.format = format;
@@ -257,7 +290,7 @@ pub struct IssuedKey {
 }
 
 /// Caps an echoed input at [`ECHO_LEN`] characters.
-pub(super) fn echo(input: &str) -> String {
+pub(crate) fn echo(input: &str) -> String {
     let mut out: String = input.chars().take(ECHO_LEN).collect();
     if input.chars().nth(ECHO_LEN).is_some() {
         out.push('…');
@@ -298,6 +331,13 @@ pub(super) struct Request<'c> {
     pub(super) permissions: Option<Requested<'c>>,
     pub(super) role: Option<&'c Role>,
     pub(super) expires_at: Option<Timestamp>,
+    /// Parsed ranges, when the request names some.
+    pub(super) allowed_addresses: Option<Vec<AddressRange>>,
+}
+
+/// The 422 message for more than [`MAX_ADDRESS_RANGES`] ranges.
+pub(super) fn too_many_ranges_message() -> String {
+    format!("Too many allowed addresses (maximum is {MAX_ADDRESS_RANGES})")
 }
 
 /// Every malformed part of `spec`, or what it resolves to.
@@ -382,6 +422,25 @@ pub(super) fn validate<'c>(
             "Comment is too long (maximum is {MAX_COMMENT_LEN} characters)"
         ));
     }
+    let mut allowed_addresses = Vec::new();
+    if let Some(ranges) = &spec.allowed_addresses {
+        if ranges.is_empty() {
+            // Ambiguous (anywhere, or nowhere?): say what is meant by leaving the field out.
+            errors.push("Allowed addresses can't be empty");
+        }
+        if ranges.len() > MAX_ADDRESS_RANGES {
+            errors.push(too_many_ranges_message());
+        }
+        for text in ranges {
+            match text.trim().parse::<AddressRange>() {
+                Ok(range) => allowed_addresses.push(range),
+                Err(_) => errors.push(format!(
+                    "Invalid address range: {} (expected CIDR, such as 10.0.0.0/8)",
+                    echo(text)
+                )),
+            }
+        }
+    }
     errors.into_result()?;
     Ok(Request {
         permissions: spec
@@ -390,5 +449,9 @@ pub(super) fn validate<'c>(
             .then_some(Requested { exact, patterns }),
         role,
         expires_at: spec.expires_at.or(ttl_expiry),
+        allowed_addresses: spec
+            .allowed_addresses
+            .is_some()
+            .then_some(allowed_addresses),
     })
 }

@@ -179,10 +179,8 @@ impl Keyring {
         now: Timestamp,
     ) -> Decision {
         let cap = *self.caps.get(self.cap_slot_at(slot));
-        decision_for(
-            reason_code(key, &cap, action, resource, now),
-            action.permission(),
-        )
+        let (reason, missing) = reason_code(key, &cap, &action, resource, now);
+        decision_for(reason, missing)
     }
 
     /// The key with this id as the caller of [`issue`](crate::issue()) or

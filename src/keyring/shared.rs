@@ -121,7 +121,11 @@ impl SharedKeyring {
         let snapshot = self.current.load();
         let (slot, decision) = snapshot.authenticate_slot(token, now);
         decision.into_result()?;
-        Ok(AuthenticatedKey { snapshot, slot })
+        Ok(AuthenticatedKey {
+            snapshot,
+            slot,
+            client_address: None,
+        })
     }
 
     /// May the holder of `token` do `action` on `resource` at `now`? [`Keyring::authorize`] on
@@ -324,6 +328,8 @@ impl SharedStaged<'_, '_> {
 pub struct AuthenticatedKey {
     snapshot: Guard<Arc<Keyring>>,
     slot: u32,
+    /// Where the request came from, when the server said ([`Self::with_client_address`]).
+    client_address: Option<std::net::IpAddr>,
 }
 
 /// The key itself: `caller.account()`, `caller.scope()`, as on an [`ApiKey`]. An
@@ -356,9 +362,34 @@ impl AuthenticatedKey {
 
     /// May this key do `action` on `resource` at `now`? [`authorize`](crate::authorize()) with
     /// the key's creator cap. (A revocation published since the lookup shows in the next one.)
+    /// A resource that carries no client address is decided from
+    /// [`client_address`](Self::client_address), if the key was given one.
     pub fn authorize(&self, action: Action, resource: &Resource, now: Timestamp) -> Decision {
+        let resource = self.with_address(resource);
         self.snapshot
-            .authorize_at(self.slot, self.key(), action, resource, now)
+            .authorize_at(self.slot, self.key(), action, &resource, now)
+    }
+
+    /// The same key, presented from `address`: every [`authorize`](Self::authorize) of it then
+    /// decides the address rule with it. [`KeygateLayer`](crate::axum::KeygateLayer) sets it
+    /// from the request's [`ClientAddress`](crate::axum::ClientAddress).
+    #[must_use]
+    pub fn with_client_address(mut self, address: std::net::IpAddr) -> Self {
+        self.client_address = Some(address);
+        self
+    }
+
+    /// Where the request presenting the key came from, if the server said.
+    pub fn client_address(&self) -> Option<std::net::IpAddr> {
+        self.client_address
+    }
+
+    /// `resource`, with this key's client address when it carries none.
+    pub fn with_address(&self, resource: &Resource) -> Resource {
+        match (resource.address(), self.client_address) {
+            (None, Some(address)) => resource.from_address(address),
+            _ => *resource,
+        }
     }
 
     /// What the key can do now: its frozen set capped by its creator's current permissions.

@@ -58,6 +58,11 @@ pub fn authorize_capped(
     {
         return Decision::Deny(Deny::Expired);
     }
+    // Then a key restricted to address ranges is used from one of them (403); an unknown
+    // address is refused by such a key.
+    if !address_allowed(key, resource) {
+        return Decision::Deny(Deny::AddressNotAllowed);
+    }
     // 2. Another tenant's resource does not exist, as far as this key can tell (404).
     if key.account() != resource.account_id() {
         return Decision::Deny(Deny::OtherAccount);
@@ -102,12 +107,26 @@ fn missing_permission(key: &ApiKey, cap: &PermissionSet, action: Action) -> Opti
     None
 }
 
+/// The address rule, plainly: no ranges allows anything; otherwise the address must be known and
+/// in one of them.
+fn address_allowed(key: &ApiKey, resource: &Resource) -> bool {
+    if key.allowed_addresses().is_empty() {
+        return true;
+    }
+    match resource.address() {
+        None => false,
+        Some(address) => key.allowed_addresses().iter().any(|r| r.contains(address)),
+    }
+}
+
 /// One of the five rules of [`authorize`], in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// 1. The key is neither revoked nor expired.
     Live,
+    /// Checked after [`Rule::Live`]: a key restricted to address ranges is used from one of them.
+    FromAllowedAddress,
     /// 2. The key's account owns the resource.
     SameAccount,
     /// 3. An account-level action needs an account-wide key.
@@ -120,8 +139,9 @@ pub enum Rule {
 
 impl Rule {
     /// All five, in order.
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::Live,
+        Rule::FromAllowedAddress,
         Rule::SameAccount,
         Rule::AccountLevel,
         Rule::InScope,
@@ -132,6 +152,7 @@ impl Rule {
     pub fn statement(self) -> &'static str {
         match self {
             Rule::Live => "not revoked, not expired (now < expires_at)",
+            Rule::FromAllowedAddress => "a key with address ranges is used from one of them",
             Rule::SameAccount => "the key's account owns the resource",
             Rule::AccountLevel => "an account-level action needs an account-wide key",
             Rule::InScope => "a project-scoped key reaches only its project (and listings)",
@@ -139,10 +160,11 @@ impl Rule {
         }
     }
 
-    /// The rule's number, 1 to 5.
+    /// The rule's number, 1 to 5; the address rule shares rule 1's number (it is checked right
+    /// after it, and like it concerns the key's use, not the resource).
     pub fn number(self) -> usize {
         match self {
-            Rule::Live => 1,
+            Rule::Live | Rule::FromAllowedAddress => 1,
             Rule::SameAccount => 2,
             Rule::AccountLevel => 3,
             Rule::InScope => 4,
@@ -183,6 +205,7 @@ pub fn deny_name(deny: &Deny) -> &'static str {
         Deny::UnknownKey => "unknown_key",
         Deny::Revoked => "revoked",
         Deny::Expired => "expired",
+        Deny::AddressNotAllowed => "address_not_allowed",
         Deny::OtherAccount => "other_account",
         Deny::AccountLevelAction => "account_level_action",
         Deny::OutOfScope => "out_of_scope",
@@ -283,6 +306,26 @@ pub fn explain(
             },
         },
     };
+    let ranges: Vec<String> = key
+        .allowed_addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let from_address = RuleOutcome {
+        rule: Rule::FromAllowedAddress,
+        fails_with: (!address_allowed(key, resource)).then_some(Deny::AddressNotAllowed),
+        detail: format!(
+            "key allows {}; request from {}",
+            if ranges.is_empty() {
+                "any address".to_owned()
+            } else {
+                ranges.join(", ")
+            },
+            resource
+                .address()
+                .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string())
+        ),
+    };
     let same_account = RuleOutcome {
         rule: Rule::SameAccount,
         fails_with: (key.account() != resource.account_id()).then_some(Deny::OtherAccount),
@@ -331,7 +374,14 @@ pub fn explain(
             }
         ),
     };
-    let rules = vec![live, same_account, account_level, in_scope, has_permission];
+    let rules = vec![
+        live,
+        from_address,
+        same_account,
+        account_level,
+        in_scope,
+        has_permission,
+    ];
     let decision = rules
         .iter()
         .find_map(|r| r.fails_with)

@@ -390,3 +390,81 @@ pub fn steps(max_len: usize) -> impl Strategy<Value = Vec<Step>> {
     ];
     prop::collection::vec(step, 1..=max_len.max(1))
 }
+
+/// The networks [`client_addresses`] and [`address_range_lists`] gather around, so that an
+/// address inside a key's range (and just outside it) is common: IPv4, IPv6, and an IPv4 address
+/// written IPv4-mapped (`::ffff:10.0.0.0`), which must match IPv4 ranges.
+const ADDRESS_BASES: [u128; 6] = [
+    0xffff_0a00_0000,                          // 10.0.0.0
+    0xffff_7f00_0001,                          // 127.0.0.1
+    0xffff_c0a8_0100,                          // 192.168.1.0
+    0x2001_0db8_0000_0000_0000_0000_0000_0000, // 2001:db8::
+    1,                                         // ::1
+    0xfe80_0000_0000_0000_0000_0000_0000_0000, // fe80::
+];
+
+/// An address word as an [`IpAddr`](std::net::IpAddr): IPv4 when it is IPv4-mapped and `as_v4`.
+fn word_to_ip(word: u128, as_v4: bool) -> std::net::IpAddr {
+    let v6 = std::net::Ipv6Addr::from(word);
+    match v6.to_ipv4_mapped() {
+        Some(v4) if as_v4 => std::net::IpAddr::V4(v4),
+        _ => std::net::IpAddr::V6(v6),
+    }
+}
+
+/// Client addresses, IPv4 and IPv6: one of a few networks with some of its low bits flipped
+/// (often none or few, so the edges of ranges are hit), or any address at all.
+pub fn client_addresses() -> impl Strategy<Value = std::net::IpAddr> {
+    prop_oneof![
+        4 => (select(ADDRESS_BASES.to_vec()), 0u32..=40, any::<u128>(), any::<bool>()).prop_map(
+            |(base, bits, noise, as_v4)| {
+                let flipped = noise & !u128::MAX.checked_shl(bits).unwrap_or(0);
+                word_to_ip(base ^ flipped, as_v4)
+            }
+        ),
+        1 => (any::<u128>(), any::<bool>()).prop_map(|(word, as_v4)| word_to_ip(word, as_v4)),
+    ]
+}
+
+/// CIDR ranges around the same networks as [`client_addresses`], of every prefix length.
+pub fn address_ranges() -> impl Strategy<Value = crate::AddressRange> {
+    (client_addresses(), 0u8..=128).prop_filter_map(
+        "the host bits are cleared, so every range is valid",
+        |(address, prefix)| {
+            let (prefix, word, width) = match address {
+                std::net::IpAddr::V4(v4) => (prefix % 33, u128::from(u32::from(v4)), 32),
+                std::net::IpAddr::V6(v6) => (prefix, u128::from(v6), 128),
+            };
+            let host_bits = width - u32::from(prefix);
+            let network = word & u128::MAX.checked_shl(host_bits).unwrap_or(0);
+            let network = match address {
+                std::net::IpAddr::V4(_) => {
+                    std::net::IpAddr::V4(u32::try_from(network).ok()?.into())
+                }
+                std::net::IpAddr::V6(_) => std::net::IpAddr::V6(network.into()),
+            };
+            crate::AddressRange::new(network, prefix)
+        },
+    )
+}
+
+/// A key's address ranges: half the time none (no restriction), else one to
+/// [`MAX_ADDRESS_RANGES`](crate::MAX_ADDRESS_RANGES).
+pub fn address_range_lists() -> impl Strategy<Value = Vec<crate::AddressRange>> {
+    prop_oneof![
+        Just(Vec::new()),
+        prop::collection::vec(address_ranges(), 1..=crate::MAX_ADDRESS_RANGES),
+    ]
+}
+
+/// A resource as requested from a client address, or (a quarter of the time) from an unknown one.
+pub fn with_client_address(
+    resources: impl Strategy<Value = Resource>,
+) -> impl Strategy<Value = Resource> {
+    (resources, prop::option::weighted(0.75, client_addresses())).prop_map(|(resource, address)| {
+        match address {
+            Some(address) => resource.from_address(address),
+            None => resource,
+        }
+    })
+}

@@ -16,6 +16,7 @@
 #![expect(clippy::panic, reason = "a test fails by panicking")]
 
 mod accounts;
+mod addresses;
 mod connections;
 mod errors;
 mod logs;
