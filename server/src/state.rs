@@ -704,7 +704,7 @@ impl App {
         let mut project = make(data.next_project);
         for _ in 0..NEW_ID_ATTEMPTS {
             let mut commit = Commit::new();
-            create_project(&mut commit, account, &project).map_err(unserializable)?;
+            put_project(&mut commit, account, &project, true).map_err(unserializable)?;
             match self.store.commit(&commit) {
                 Ok(()) => {
                     // 2⁶⁴ projects are out of reach; saturating keeps the arithmetic panic-free.
@@ -755,8 +755,8 @@ impl App {
         counted.recordings_count = counted.recordings_count.saturating_add(1);
         for _ in 0..NEW_ID_ATTEMPTS {
             let mut commit = Commit::new();
-            put_project(&mut commit, account, &counted).map_err(unserializable)?;
-            create_recording(&mut commit, account, &recording).map_err(unserializable)?;
+            put_project(&mut commit, account, &counted, false).map_err(unserializable)?;
+            put_recording(&mut commit, account, &recording, true).map_err(unserializable)?;
             match self.store.commit(&commit) {
                 Ok(()) => {
                     *project = counted;
@@ -789,7 +789,7 @@ fn diff(
     let mut commit = Commit::new();
     for (id, project) in &new.projects {
         if old.projects.get(id) != Some(project) {
-            put_project(&mut commit, account, project)?;
+            put_project(&mut commit, account, project, false)?;
         }
     }
     for id in old
@@ -801,7 +801,7 @@ fn diff(
     }
     for (id, recording) in &new.recordings {
         if old.recordings.get(id) != Some(recording) {
-            put_recording(&mut commit, account, recording)?;
+            put_recording(&mut commit, account, recording, false)?;
         }
     }
     for id in old
@@ -814,56 +814,43 @@ fn diff(
     Ok(commit)
 }
 
+/// Writes a project: a new one (`new`) only if no replica created one with its id first.
 fn put_project(
     commit: &mut Commit,
     account: AccountId,
     project: &Project,
+    new: bool,
 ) -> Result<(), keygate_store::StoreError> {
     let stored = StoredProject {
         account,
         project: project.clone(),
     };
-    commit.put_document(PROJECT, &project.id.to_string(), &stored)
+    let id = project.id.to_string();
+    if new {
+        commit.create_document(PROJECT, &id, &stored)
+    } else {
+        commit.put_document(PROJECT, &id, &stored)
+    }
 }
 
-/// A new project: created only if no replica created one with its id first.
-fn create_project(
-    commit: &mut Commit,
-    account: AccountId,
-    project: &Project,
-) -> Result<(), keygate_store::StoreError> {
-    let stored = StoredProject {
-        account,
-        project: project.clone(),
-    };
-    commit.create_document(PROJECT, &project.id.to_string(), &stored)
-}
-
-/// A new recording: created only if no replica created one with its id first.
-fn create_recording(
-    commit: &mut Commit,
-    account: AccountId,
-    recording: &Recording,
-) -> Result<(), keygate_store::StoreError> {
-    let stored = StoredRecording {
-        account,
-        recording: recording.clone(),
-        transcription: recording.transcription.clone(),
-    };
-    commit.create_document(RECORDING, &recording.id.to_string(), &stored)
-}
-
+/// Writes a recording: a new one (`new`) only if no replica created one with its id first.
 fn put_recording(
     commit: &mut Commit,
     account: AccountId,
     recording: &Recording,
+    new: bool,
 ) -> Result<(), keygate_store::StoreError> {
     let stored = StoredRecording {
         account,
         recording: recording.clone(),
         transcription: recording.transcription.clone(),
     };
-    commit.put_document(RECORDING, &recording.id.to_string(), &stored)
+    let id = recording.id.to_string();
+    if new {
+        commit.create_document(RECORDING, &id, &stored)
+    } else {
+        commit.put_document(RECORDING, &id, &stored)
+    }
 }
 
 /// The settings document naming the token format of a store's keys.

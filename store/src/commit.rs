@@ -115,11 +115,7 @@ impl Commit {
         id: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(value).map_err(|error| StoreError::Document {
-            kind: kind.to_owned(),
-            id: id.to_owned(),
-            error,
-        })?;
+        let json = document_json(kind, id, value)?;
         self.documents.push(DocumentWrite::Put {
             kind: kind.to_owned(),
             id: id.to_owned(),
@@ -136,11 +132,7 @@ impl Commit {
         id: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(value).map_err(|error| StoreError::Document {
-            kind: kind.to_owned(),
-            id: id.to_owned(),
-            error,
-        })?;
+        let json = document_json(kind, id, value)?;
         self.documents.push(DocumentWrite::Create {
             kind: kind.to_owned(),
             id: id.to_owned(),
@@ -171,6 +163,19 @@ impl Commit {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.documents.is_empty()
     }
+}
+
+/// `value` as a document's JSON text.
+fn document_json<T: Serialize + ?Sized>(
+    kind: &str,
+    id: &str,
+    value: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Document {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        error,
+    })
 }
 
 /// A stored document, as [`KeyStore::load_documents`](crate::KeyStore::load_documents) returns

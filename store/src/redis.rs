@@ -246,20 +246,10 @@ impl RedisRateLimiter {
         // Copied out of the snapshot: the snapshot is not held across the round trip.
         let chain: Option<Vec<(KeyId, RateLimit)>> =
             keys.read(|ring| Some(ring.rate_limit_chain(id)?.collect()));
-        let Some(chain) = chain else {
-            return Err(RetryAfter::after(now, Duration::from_secs(1)).into());
-        };
-        match self.check_chain(&chain, now).await {
-            Ok(decision) => decision.map_err(LimitRefusal::RateLimited),
-            Err(error) => match self.config.on_error {
-                OnRedisError::FailClosed => Err(LimitRefusal::Unavailable(error)),
-                OnRedisError::FallBackToLocal => {
-                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    keys.read(|ring| ring.check_rate_limit(id, now))
-                        .map_err(LimitRefusal::RateLimited)
-                }
-            },
-        }
+        self.decide(chain, now, || {
+            keys.read(|ring| ring.check_rate_limit(id, now))
+        })
+        .await
     }
 
     /// [`check`](Self::check) for a key a [`SharedKeyring`] authenticated: its chain is read from
@@ -272,6 +262,17 @@ impl RedisRateLimiter {
     ) -> Result<(), LimitRefusal> {
         // Copied out: nothing of the snapshot is read across the round trip.
         let chain: Option<Vec<(KeyId, RateLimit)>> = key.rate_limit_chain().map(Iterator::collect);
+        self.decide(chain, now, || key.check_rate_limit(now)).await
+    }
+
+    /// Charges `chain` in Redis (`None`: a chain keygate refuses to check, refused too), with
+    /// [`RedisLimiterConfig::on_error`] applied: `local` is the replica's own limiter.
+    async fn decide(
+        &self,
+        chain: Option<Vec<(KeyId, RateLimit)>>,
+        now: Timestamp,
+        local: impl FnOnce() -> Result<(), RetryAfter>,
+    ) -> Result<(), LimitRefusal> {
         let Some(chain) = chain else {
             return Err(RetryAfter::after(now, Duration::from_secs(1)).into());
         };
@@ -281,7 +282,7 @@ impl RedisRateLimiter {
                 OnRedisError::FailClosed => Err(LimitRefusal::Unavailable(error)),
                 OnRedisError::FallBackToLocal => {
                     self.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    key.check_rate_limit(now).map_err(LimitRefusal::RateLimited)
+                    local().map_err(LimitRefusal::RateLimited)
                 }
             },
         }
