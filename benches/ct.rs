@@ -696,7 +696,7 @@ fn rekey(
 /// L1: the L1 way predictor favours repeated lines). So that the test asks the question the
 /// keyring answers, "given the same entry, does a hit cost what a miss costs?", both classes pick
 /// an entry uniformly, the hit presents its token and the miss presents an unstored token that
-/// lands on it.
+/// lands on it ([`Keyring::landing_key`] says which entry a token lands on).
 fn keyring_hit_miss(runner: &mut CtRunner, rng: &mut BenchRng) {
     keyring_classes(
         runner,
@@ -736,14 +736,15 @@ fn keyring_classes(
     let account = AccountId::from_u64(7);
     let project = ProjectId::from_u64(42);
     let now = Timestamp::from_unix_seconds(1_000_000);
-    let mut stored: Vec<(u64, String)> = Vec::with_capacity(keyring_size);
+    let mut stored: Vec<(KeyId, String)> = Vec::with_capacity(keyring_size);
     let mut keys = Vec::with_capacity(keyring_size);
     for _ in 0..keyring_size {
         let token = format.mint(rng);
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
+        let id = KeyId::from_bytes(id);
         keys.push(ApiKey::new(
-            KeyId::from_bytes(id),
+            id,
             "bench key",
             account,
             Scope::Project(project),
@@ -751,7 +752,7 @@ fn keyring_classes(
             token.hash(),
             Timestamp::EPOCH,
         ));
-        stored.push((prefix(&token.hash()), token.expose_secret().to_owned()));
+        stored.push((id, token.expose_secret().to_owned()));
     }
     let ring = match Keyring::from_keys(format.clone(), keys) {
         Ok(ring) => ring,
@@ -760,21 +761,23 @@ fn keyring_classes(
             std::process::exit(2)
         }
     };
-    // The index order, and for each entry the unstored tokens whose search lands on it: the
-    // entry with the largest prefix not above the token's (the first entry if none is).
-    stored.sort_unstable();
-    let prefixes: Vec<u64> = stored.iter().map(|(p, _)| *p).collect();
+    // For each stored key, unstored tokens whose search lands on its entry: the keyring says which
+    // (the entry with the largest prefix not above the token's in its chunk, or the chunk's first).
+    let position: std::collections::HashMap<KeyId, usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
     let mut misses: Vec<Vec<String>> = vec![Vec::new(); stored.len()];
     let mut uncovered = stored.len();
     let mut minted = 0usize;
-    // Entries whose gap is too narrow to be landed on in `20 * len` tries are left out of both
-    // classes.
+    // Keys no unstored token lands on in `20 * len` tries are left out of both classes.
     while uncovered > 0 && minted < 20 * stored.len() {
         minted += 1;
         let token = format.mint(rng);
-        let at = prefixes
-            .partition_point(|&p| p <= prefix(&token.hash()))
-            .saturating_sub(1);
+        let Some(&at) = position.get(&ring.landing_key(token.expose_secret())) else {
+            continue;
+        };
         if misses[at].len() < 4 {
             if misses[at].is_empty() {
                 uncovered -= 1;
@@ -786,7 +789,7 @@ fn keyring_classes(
         .filter(|&i| !misses[i].is_empty())
         .collect();
     eprintln!(
-        "{name}: {} keys, {} entries with a landing miss token ({minted} minted)",
+        "{name}: {} keys, {} with a landing miss token ({minted} minted)",
         stored.len(),
         covered.len()
     );
@@ -816,13 +819,6 @@ fn keyring_classes(
         },
         |token| judge(&ring, token, action, &resource, now),
     );
-}
-
-/// The keyring's index key: the first 8 bytes of the hash, big-endian.
-fn prefix(hash: &TokenHash) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_be_bytes(first)
 }
 
 /// The control: a comparison that returns at the first differing byte, as `==` on secrets

@@ -1,5 +1,6 @@
 //! Criterion benches of the embedded store: raw token to decision through [`Keyring::authorize`],
-//! on a hit and on a miss, with 1,000 and 1,000,000 keys.
+//! on a hit and on a miss, with 1,000 and 1,000,000 keys; and what a writer of a
+//! [`SharedKeyring`] holds its lock for to create one key, with 1,000 to 1,000,000 keys stored.
 //!
 //! A hit cycles through 4,096 stored tokens and a miss through 4,096 well-formed tokens that no
 //! key has, so successive lookups walk different paths of the index as real traffic would (one
@@ -16,11 +17,12 @@
 mod common;
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use keygate::{
     AccountId, Action, ApiKey, Catalog, Decision, KeyId, Keyring, ProjectId, Resource, Scope,
-    Timestamp, TokenFormat,
+    SharedKeyring, Timestamp, TokenFormat,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -124,9 +126,52 @@ fn bench_keyring(c: &mut Criterion) {
     group.finish();
 }
 
+/// One key creation on a [`SharedKeyring`] of `count` keys: `stage_insert` and `apply`, the whole
+/// time a server holds the writer lock for it (its store's save aside). Only the insert is timed;
+/// each new key is removed again, untimed, so the keyring keeps its size.
+fn bench_insert(c: &mut Criterion) {
+    let catalog = Catalog::read_write_delete();
+    let mut group = c.benchmark_group("shared_keyring_insert");
+    for count in [1_000usize, 100_000, 1_000_000] {
+        let keys = SharedKeyring::new(fixture(count, &catalog).ring);
+        let format = TokenFormat::default();
+        let mut rng = StdRng::seed_from_u64(99);
+        let permissions = catalog.expand(["read"]).expect("known names");
+        let mut serial = u64::MAX;
+        group.bench_function(BenchmarkId::from_parameter(count), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    serial -= 1;
+                    let mut id = [0u8; 16];
+                    id[..8].copy_from_slice(&serial.to_be_bytes());
+                    let id = KeyId::from_bytes(id);
+                    let key = ApiKey::new(
+                        id,
+                        "new",
+                        AccountId::from_u64(1),
+                        Scope::Account,
+                        permissions,
+                        format.mint(&mut rng).hash(),
+                        Timestamp::from_unix_seconds(1_000),
+                    );
+                    let mut writer = keys.writer();
+                    let start = Instant::now();
+                    writer.stage_insert(key).expect("a new key").apply();
+                    spent += start.elapsed();
+                    writer.stage_remove(id).expect("just inserted").apply();
+                }
+                spent
+            });
+        });
+        assert_eq!(keys.snapshot().len(), count);
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = bench_keyring
+    targets = bench_keyring, bench_insert
 }
 criterion_main!(benches);

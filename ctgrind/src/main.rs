@@ -340,7 +340,7 @@ fn keyring_lookup() {
             Timestamp::EPOCH,
         )
     };
-    // Sixteen keys, so that the search takes four steps.
+    // Sixteen keys: several buckets, some empty, so the search runs over real entries.
     let others: Vec<String> = (0..15).map(|i| format!("idc_{i:0>32}")).collect();
     let keys =
         core::iter::once(key(1, TOKEN)).chain(others.iter().zip(2u8..).map(|(t, i)| key(i, t)));

@@ -1,8 +1,7 @@
 //! Creator caps: a key never does more than its creator can do now.
 
-use std::collections::HashMap;
-
 use super::Keyring;
+use super::persistent::{PMap, PVec};
 use crate::authorize::{Action, decision_for, reason_code};
 use crate::catalog::PermissionSet;
 use crate::decision::{Decision, Deny};
@@ -18,15 +17,17 @@ const EMPTY_SLOT: u32 = 1;
 /// The current permissions of every creator the keyring has heard of, by cap slot.
 #[derive(Debug, Clone)]
 pub(super) struct CreatorCaps {
-    caps: Vec<PermissionSet>,
-    by_creator: HashMap<String, u32>,
+    caps: PVec<PermissionSet>,
+    by_creator: PMap<String, u32>,
 }
 
 impl Default for CreatorCaps {
     fn default() -> Self {
         Self {
-            caps: vec![PermissionSet::ALL, PermissionSet::EMPTY],
-            by_creator: HashMap::new(),
+            caps: [PermissionSet::ALL, PermissionSet::EMPTY]
+                .into_iter()
+                .collect(),
+            by_creator: PMap::default(),
         }
     }
 }

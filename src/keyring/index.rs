@@ -1,13 +1,20 @@
-//! The constant-time index from token hash to key slot: sorted hash prefixes with a directory.
+//! The constant-time index from token hash to key slot: sorted chunks of entries, found through
+//! a directory of their lower bounds.
 //! See the [`keyring`](super) module docs for why a lookup through it stays constant time.
+
+mod prefixes;
+
+use std::sync::Arc;
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use super::KeyringError;
+use super::persistent::PVec;
 use crate::ct::{above_u64, after};
 use crate::key::ApiKey;
 use crate::timestamp::Timestamp;
 use crate::token::TokenHash;
+use prefixes::PrefixIndex;
 
 /// The slot of the dummy key that misses are judged against in an empty table.
 pub(super) const DUMMY_SLOT: u32 = 0;
@@ -42,13 +49,52 @@ impl IndexEntry {
     };
 }
 
-/// Every indexed secret, sorted by prefix with unique prefixes, and the prefix directory the
-/// search reads. The keyring keeps it equal to [`entries_for`] of every stored key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Entries a chunk may hold: a chunk that would grow past it splits in two. The search inside a
+/// chunk takes `log2` of it in steps, whatever the chunk holds.
+pub(super) const CHUNK_CAP: usize = 64;
+/// Halvings that bring a search over [`CHUNK_CAP`] positions down to one.
+const CHUNK_STEPS: u32 = CHUNK_CAP.trailing_zeros();
+
+/// Up to [`CHUNK_CAP`] entries, sorted, with their prefixes in an array of their own: the search
+/// reads those (eight to a cache line), then one entry.
+#[derive(Debug, Clone)]
+struct Chunk {
+    prefixes: Arc<[u64]>,
+    entries: Arc<[IndexEntry]>,
+}
+
+impl From<Vec<IndexEntry>> for Chunk {
+    fn from(entries: Vec<IndexEntry>) -> Self {
+        Self {
+            prefixes: entries.iter().map(|e| e.prefix).collect(),
+            entries: Arc::from(entries),
+        }
+    }
+}
+
+impl core::ops::Deref for Chunk {
+    type Target = [IndexEntry];
+
+    fn deref(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+}
+
+/// Every indexed secret, sorted by prefix with unique prefixes, cut into chunks of at most
+/// [`CHUNK_CAP`] entries. The keyring keeps it equal to [`entries_for`] of every stored key.
+///
+/// The chunks sit in a [`PVec`] and each is shared behind an `Arc`, so that a change copies one
+/// chunk and one path, not the table (the sorted array this replaces copied and shifted every
+/// entry on every change). The directory of chunk bounds is rebuilt only when a chunk splits or
+/// empties: once per [`CHUNK_CAP`]` / 2` inserts at most, one entry per chunk.
+#[derive(Debug, Clone, Default)]
 pub(super) struct SecretIndex {
-    pub(super) entries: Vec<IndexEntry>,
-    /// `entries[i].prefix`, for every `i`, with a directory into them: all the search reads.
-    pub(super) prefixes: PrefixIndex,
+    /// Non-empty, sorted, each below the next.
+    chunks: PVec<Chunk>,
+    /// `bounds.sorted[i]` is at most the least prefix of chunk `i` and above every prefix of
+    /// chunk `i - 1`; the first is 0, so that every target finds a chunk.
+    bounds: PrefixIndex,
+    len: usize,
 }
 
 impl SecretIndex {
@@ -71,28 +117,61 @@ impl SecretIndex {
                 });
             }
         }
+        let len = entries.len();
+        // Half full, so that inserts split chunks rarely.
+        let chunks: Vec<Chunk> = entries
+            .chunks(CHUNK_CAP / 2)
+            .map(|c| Chunk::from(c.to_vec()))
+            .collect();
         let mut index = Self {
-            entries,
-            prefixes: PrefixIndex::default(),
+            chunks: PVec::default(),
+            bounds: PrefixIndex::default(),
+            len,
         };
-        index.sync_prefixes();
+        index.set_chunks(chunks);
         Ok(index)
     }
 
     /// How many secrets are indexed.
     pub(super) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
+    }
+
+    /// The chunk a search for `prefix` reads, and its position (an empty slice in an empty table).
+    fn chunk(&self, prefix: u64) -> (usize, &[IndexEntry]) {
+        let at = self.bounds.search(prefix);
+        (at, self.chunks.get(at).map_or(&[], |c| &**c))
     }
 
     /// The slot of the entry the search for `hash` lands on (the key it belongs to when it
     /// matched; a neighbour, or the dummy in an empty table, when not), and whether it matched a
-    /// secret that still works at `now`. Constant time: a fixed number of search steps, one full
-    /// hash comparison, one validity comparison.
+    /// secret that still works at `now`. Constant time: a directory read and its fixed steps, one
+    /// chunk read and [`CHUNK_STEPS`] steps in it whatever it holds, one full hash comparison, one
+    /// validity comparison. A miss lands on the largest prefix below it in its chunk (the chunk's
+    /// first if none is), so a hit and a miss that land on one entry read the same memory.
     pub(super) fn lookup(&self, hash: &TokenHash, now: Timestamp) -> (u32, Choice) {
-        let entry = self
-            .entries
-            .get(self.prefixes.search(prefix_of(hash)))
-            .unwrap_or(&IndexEntry::DUMMY);
+        let target = prefix_of(hash);
+        let (prefixes, chunk): (&[u64], &[IndexEntry]) = self
+            .chunks
+            .get(self.bounds.search(target))
+            .map_or((&[], &[]), |c| (&c.prefixes, &c.entries));
+        let last = chunk.len().saturating_sub(1);
+        let mut base = 0usize;
+        let mut size = CHUNK_CAP;
+        for _ in 0..CHUNK_STEPS {
+            let half = size / 2;
+            let mid = base + half;
+            // Positions past the chunk's end read as the largest prefix, so the search never
+            // moves onto them (except for a target of `u64::MAX`, clamped below). Which positions
+            // exist depends on the chunk only: a hit and a miss landing on one entry take the
+            // same path through it.
+            let mid_prefix = prefixes.get(mid).copied().unwrap_or(u64::MAX);
+            let mut next = base as u64;
+            next.conditional_assign(&(mid as u64), !Choice::from(above_u64(mid_prefix, target)));
+            base = usize::try_from(next).unwrap_or(base);
+            size -= half;
+        }
+        let entry = chunk.get(base.min(last)).unwrap_or(&IndexEntry::DUMMY);
         let matched = entry.hash.ct_eq(hash) & works_at(entry.valid_until, now);
         (entry.slot, matched)
     }
@@ -116,10 +195,10 @@ impl SecretIndex {
             return Err(clash(current, retired));
         }
         for new in current.iter().chain(retired.iter()) {
-            let at = self.entries.partition_point(|e| e.prefix < new.prefix);
-            if let Some(old) = self.entries.get(at)
-                && old.prefix == new.prefix
-                && old.slot != slot
+            let (_, chunk) = self.chunk(new.prefix);
+            if let Some(old) = chunk
+                .iter()
+                .find(|e| e.prefix == new.prefix && e.slot != slot)
             {
                 return Err(clash(old, new));
             }
@@ -127,139 +206,161 @@ impl SecretIndex {
         Ok(())
     }
 
-    /// Indexes `key`'s secrets at `slot`, replacing whatever that slot had. [`check`](Self::check)
-    /// must have passed.
-    pub(super) fn put(&mut self, key: &ApiKey, slot: u32) {
-        self.entries.retain(|e| e.slot != slot);
+    /// Indexes `key`'s secrets at `slot`, replacing those of `old` (the key the slot held, if
+    /// any). [`check`](Self::check) must have passed.
+    pub(super) fn put(&mut self, old: Option<&ApiKey>, key: &ApiKey, slot: u32) {
+        if let Some(old) = old {
+            self.remove(old, slot);
+        }
         for entry in entries_for(key, slot) {
-            let at = self.entries.partition_point(|e| e.prefix < entry.prefix);
-            self.entries.insert(at, entry);
-        }
-        self.sync_prefixes();
-    }
-
-    /// Drops every secret of `slot`.
-    pub(super) fn remove(&mut self, slot: u32) {
-        self.entries.retain(|e| e.slot != slot);
-        self.sync_prefixes();
-    }
-
-    /// Points the secrets of slot `from` at slot `to` (after the keyring moved a key).
-    pub(super) fn move_slot(&mut self, from: u32, to: u32) {
-        for entry in self.entries.iter_mut().filter(|e| e.slot == from) {
-            entry.slot = to;
+            self.insert(entry);
         }
     }
 
-    /// Drops every secret that no longer works at `now`, and returns how many.
+    fn insert(&mut self, entry: IndexEntry) {
+        if self.chunks.len() == 0 {
+            self.set_chunks(vec![Chunk::from(vec![entry])]);
+            self.len += 1;
+            return;
+        }
+        let (at, chunk) = self.chunk(entry.prefix);
+        let mut entries = chunk.to_vec();
+        let position = entries.partition_point(|e| e.prefix < entry.prefix);
+        entries.insert(position, entry);
+        self.len += 1;
+        if entries.len() <= CHUNK_CAP {
+            if let Some(place) = self.chunks.get_mut(at) {
+                *place = Chunk::from(entries);
+            }
+            return;
+        }
+        // Full: split in two, and rebuild the chunk list and its directory around the new one.
+        let upper = entries.split_off(entries.len() / 2);
+        let mut chunks: Vec<Chunk> = self.chunks.iter().cloned().collect();
+        if let Some(place) = chunks.get_mut(at) {
+            *place = Chunk::from(entries);
+        }
+        chunks.insert(at + 1, Chunk::from(upper));
+        self.set_chunks(chunks);
+    }
+
+    /// Drops the secrets of `key` indexed at `slot`.
+    pub(super) fn remove(&mut self, key: &ApiKey, slot: u32) {
+        for entry in entries_for(key, slot) {
+            let mut removed = 0;
+            self.edit(entry.prefix, |entries| {
+                let before = entries.len();
+                entries.retain(|e| !(e.prefix == entry.prefix && e.slot == slot));
+                removed = before - entries.len();
+            });
+            self.len -= removed;
+        }
+    }
+
+    /// Points the secrets of `key` from slot `from` to slot `to` (after the keyring moved it).
+    pub(super) fn move_slot(&mut self, key: &ApiKey, from: u32, to: u32) {
+        for entry in entries_for(key, from) {
+            self.edit(entry.prefix, |entries| {
+                for e in entries
+                    .iter_mut()
+                    .filter(|e| e.prefix == entry.prefix && e.slot == from)
+                {
+                    e.slot = to;
+                }
+            });
+        }
+    }
+
+    /// Drops every secret that no longer works at `now`, and returns how many. A pass over the
+    /// whole table.
     pub(super) fn prune(&mut self, now: Timestamp) -> usize {
-        let before = self.entries.len();
-        self.entries
-            .retain(|e| bool::from(works_at(e.valid_until, now)));
-        let pruned = before - self.entries.len();
-        if pruned > 0 {
-            self.sync_prefixes();
+        let mut pruned = 0;
+        let mut emptied = false;
+        self.chunks.update_all(|chunk| {
+            if chunk
+                .iter()
+                .all(|e| bool::from(works_at(e.valid_until, now)))
+            {
+                return;
+            }
+            let kept: Vec<IndexEntry> = chunk
+                .iter()
+                .filter(|e| bool::from(works_at(e.valid_until, now)))
+                .copied()
+                .collect();
+            pruned += chunk.len() - kept.len();
+            emptied |= kept.is_empty();
+            *chunk = Chunk::from(kept);
+        });
+        self.len -= pruned;
+        if emptied {
+            self.drop_empty_chunks();
         }
         pruned
     }
 
-    /// Rebuilds `prefixes` from `entries` after a change (in place: no allocation once the
-    /// capacity is there). Linear, like the `Vec` insertions and removals it follows.
-    fn sync_prefixes(&mut self) {
-        self.prefixes.rebuild(self.entries.iter().map(|e| e.prefix));
+    /// Runs `f` on the entries of the chunk `prefix` belongs in, and stores the result (dropping
+    /// the chunk if it emptied). `f` must keep the entries sorted and within the chunk's bounds.
+    fn edit(&mut self, prefix: u64, f: impl FnOnce(&mut Vec<IndexEntry>)) {
+        let (at, chunk) = self.chunk(prefix);
+        let mut entries = chunk.to_vec();
+        f(&mut entries);
+        let emptied = entries.is_empty();
+        if let Some(place) = self.chunks.get_mut(at) {
+            *place = Chunk::from(entries);
+        }
+        if emptied {
+            self.drop_empty_chunks();
+        }
     }
-}
 
-/// The sorted hash prefixes of every indexed secret, with a directory that narrows a search to
-/// the few prefixes sharing the target's top bits.
-///
-/// A plain binary search over a million prefixes makes about twenty dependent loads from an
-/// 8 MB array, each a likely cache miss. Prefixes are uniformly distributed (they are SHA-256
-/// output), so with about one directory bucket per prefix, `directory[b]..directory[b + 1]` holds
-/// only a handful of them: the search reads the directory once, then finishes inside that short
-/// run. Its step count is `steps`, fixed by the table (the longest run), never by the target, so a
-/// hit and a miss take the same steps.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct PrefixIndex {
-    pub(super) sorted: Vec<u64>,
-    /// `directory[b]` is the position of the first prefix whose top `bits` bits are `>= b`; it has
-    /// `2^bits + 1` entries, the last one `sorted.len()`.
-    directory: Vec<u32>,
-    /// How many top bits pick a bucket: about `log2(len)`, at most [`PrefixIndex::MAX_BITS`].
-    bits: u32,
-    /// Binary-search steps that always suffice inside one bucket and its left neighbour.
-    steps: u32,
-}
+    fn drop_empty_chunks(&mut self) {
+        let chunks: Vec<Chunk> = self
+            .chunks
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .collect();
+        self.set_chunks(chunks);
+    }
 
-impl PrefixIndex {
-    /// Caps the directory at 2^22 + 1 entries (16 MB), enough for four million secrets at about
-    /// one per bucket.
-    const MAX_BITS: u32 = 22;
-
-    /// Replaces the contents with `prefixes`, which must come sorted. Reuses the allocations.
-    pub(super) fn rebuild(&mut self, prefixes: impl Iterator<Item = u64>) {
-        self.sorted.clear();
-        self.sorted.extend(prefixes);
-        let len = self.sorted.len();
-        self.bits = usize::BITS - len.saturating_sub(1).leading_zeros();
-        self.bits = self.bits.min(Self::MAX_BITS);
-        let buckets = 1usize << self.bits;
-        self.directory.clear();
-        self.directory.reserve(buckets + 1);
-        let mut position = 0usize;
-        for bucket in 0..buckets {
-            while self
-                .sorted
-                .get(position)
-                .is_some_and(|&p| self.bucket_of(p) < bucket)
-            {
-                position += 1;
+    /// Replaces the chunks (non-empty, sorted, each below the next) and rebuilds their directory:
+    /// each chunk's bound is its least prefix, the first chunk's 0.
+    fn set_chunks(&mut self, chunks: Vec<Chunk>) {
+        self.bounds.rebuild(chunks.iter().enumerate().map(|(i, c)| {
+            if i == 0 {
+                0
+            } else {
+                c.first().map_or(0, |e| e.prefix)
             }
-            self.directory
-                .push(u32::try_from(position).unwrap_or(u32::MAX));
-        }
-        self.directory.push(u32::try_from(len).unwrap_or(u32::MAX));
-        // The search covers a bucket plus the entry before it (the answer when no prefix of the
-        // bucket is <= the target): ceil(log2(longest such span)) halvings bring it down to one.
-        let longest = self
-            .directory
-            .windows(2)
-            .filter_map(|w| match w {
-                [start, end] => Some(end - start.saturating_sub(1)),
-                _ => None,
+        }));
+        self.chunks = chunks.into_iter().collect();
+    }
+
+    /// Every entry, in order (for tests and checks).
+    #[cfg(test)]
+    pub(super) fn entries(&self) -> impl Iterator<Item = &IndexEntry> + '_ {
+        self.chunks.iter().flat_map(|c| c.entries.iter())
+    }
+
+    /// Whether the chunks are non-empty, within the cap, sorted each below the next, with their
+    /// bounds in the directory, and hold `len` entries.
+    #[cfg(test)]
+    pub(super) fn well_formed(&self) -> bool {
+        let chunks: Vec<&Chunk> = self.chunks.iter().collect();
+        let all: Vec<u64> = self.entries().map(|e| e.prefix).collect();
+        chunks.len() == self.bounds.sorted.len()
+            && chunks.iter().all(|c| !c.is_empty() && c.len() <= CHUNK_CAP)
+            && all.windows(2).all(|w| matches!(w, [a, b] if a < b))
+            && self.bounds.sorted.first().is_none_or(|&b| b == 0)
+            && chunks.iter().zip(&self.bounds.sorted).all(|(c, &bound)| {
+                c.first().is_some_and(|e| e.prefix >= bound)
             })
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        self.steps = u32::BITS - (longest - 1).leading_zeros();
-    }
-
-    fn bucket_of(&self, prefix: u64) -> usize {
-        // `checked_shr` covers `bits == 0`, where every prefix falls in bucket 0.
-        usize::try_from(prefix.checked_shr(u64::BITS - self.bits).unwrap_or(0)).unwrap_or(0)
-    }
-
-    /// The position of the largest prefix `<= target` (0 if there is none), in one directory read
-    /// and `steps` branch-free halvings.
-    pub(super) fn search(&self, target: u64) -> usize {
-        let bucket = self.bucket_of(target);
-        let start = self.directory.get(bucket).copied().unwrap_or(0) as usize;
-        let end = self.directory.get(bucket + 1).copied().unwrap_or(0) as usize;
-        // Every prefix before `start` is below the target's bucket, so the answer lies in
-        // `start - 1 ..= end - 1`.
-        let mut base = start.saturating_sub(1);
-        let mut size = end.saturating_sub(base).max(1);
-        for _ in 0..self.steps {
-            let half = size / 2;
-            let mid = base + half;
-            let mid_prefix = self.sorted.get(mid).copied().unwrap_or(u64::MAX);
-            let above = above_u64(mid_prefix, target);
-            let mut next = base as u64;
-            next.conditional_assign(&(mid as u64), !Choice::from(above));
-            base = usize::try_from(next).unwrap_or(base);
-            size -= half;
-        }
-        base
+            && chunks.windows(2).zip(self.bounds.sorted.iter().skip(1)).all(|(pair, &next)| {
+                matches!(pair, [c, _] if c.last().is_some_and(|e| e.prefix < next))
+            })
+            && chunks.iter().all(|c| c.prefixes.iter().eq(c.entries.iter().map(|e| &e.prefix)))
+            && all.len() == self.len
     }
 }
 
@@ -288,46 +389,70 @@ pub(super) fn entries_for(key: &ApiKey, slot: u32) -> impl Iterator<Item = Index
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::KeyId;
 
-    #[test]
-    fn search_finds_every_stored_prefix_and_lands_in_range_otherwise() {
-        for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 100] {
-            let mut index = PrefixIndex::default();
-            index.rebuild((0..n).map(|i| (i as u64) * 10 + 5));
-            for i in 0..n {
-                let p = (i as u64) * 10 + 5;
-                assert_eq!(index.search(p), i);
-                // Just above a stored prefix: the largest prefix not above the target.
-                assert_eq!(index.search(p + 1), i);
-            }
-            assert_eq!(index.search(0), 0);
-            assert_eq!(index.search(u64::MAX), n.saturating_sub(1));
-        }
+    fn entry(prefix: u64, slot: u32) -> IndexEntry {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+        bytes[8..12].copy_from_slice(&slot.to_be_bytes());
+        IndexEntry::new(TokenHash::from_bytes(bytes), slot, Timestamp::MAX)
     }
 
     proptest::proptest! {
-        /// The directory search agrees with the plain definition (the largest prefix <= target,
-        /// or position 0), on uniform and on clustered prefixes (long runs in one bucket).
+        /// Built at once or grown by inserts (splitting chunks) and shrunk by removals (dropping
+        /// them), the index stays well formed and the fixed-step search lands on the largest
+        /// prefix not above the target in its chunk (the chunk's first if none is), finding
+        /// every stored hash.
         #[test]
-        fn prefix_search_matches_the_definition(
-            mut prefixes in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..300),
-            cluster in proptest::prelude::any::<bool>(),
+        fn chunks_hold_every_entry_and_the_search_finds_each(
+            prefixes in proptest::collection::btree_set(proptest::prelude::any::<u64>(), 0..400),
+            removals in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..100),
             targets in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..20),
         ) {
-            if cluster {
-                for p in &mut prefixes {
-                    *p >>= 40;
+            let entries: Vec<IndexEntry> =
+                prefixes.iter().zip(1u32..).map(|(&p, s)| entry(p, s)).collect();
+            let built = SecretIndex::from_entries(entries.clone(), |_| KeyId::from_bytes([0; 16]));
+            proptest::prop_assert!(built.is_ok());
+            let mut grown = SecretIndex::default();
+            for e in &entries {
+                grown.insert(*e);
+            }
+            let mut kept = entries.clone();
+            let mut shrunk = grown.clone();
+            for r in removals {
+                if kept.is_empty() {
+                    break;
+                }
+                let gone = kept.remove(r.index(kept.len()));
+                shrunk.edit(gone.prefix, |es| es.retain(|e| e.prefix != gone.prefix));
+                shrunk.len -= 1;
+            }
+            let indexes = [(built.unwrap_or_default(), &entries), (grown, &entries), (shrunk, &kept)];
+            for (index, stored) in &indexes {
+                proptest::prop_assert!(index.well_formed());
+                proptest::prop_assert_eq!(index.len(), stored.len());
+                for e in stored.iter() {
+                    let (slot, matched) = index.lookup(&e.hash, Timestamp::EPOCH);
+                    proptest::prop_assert!(bool::from(matched));
+                    proptest::prop_assert_eq!(slot, e.slot);
+                }
+                for &target in &targets {
+                    let (_, chunk) = index.chunk(target);
+                    let expected = chunk.iter().rposition(|e| e.prefix <= target).unwrap_or(0);
+                    let hash = entry(target, u32::MAX).hash;
+                    let (slot, matched) = index.lookup(&hash, Timestamp::EPOCH);
+                    proptest::prop_assert!(!bool::from(matched) || stored.iter().any(|e| e.prefix == target));
+                    proptest::prop_assert_eq!(slot, chunk.get(expected).map_or(DUMMY_SLOT, |e| e.slot));
                 }
             }
-            prefixes.sort_unstable();
-            prefixes.dedup();
-            let mut index = PrefixIndex::default();
-            index.rebuild(prefixes.iter().copied());
-            let near: Vec<u64> = prefixes.iter().flat_map(|&p| [p, p.wrapping_add(1), p.wrapping_sub(1)]).collect();
-            for target in targets.into_iter().chain(near).chain([0, u64::MAX]) {
-                let expected = prefixes.iter().rposition(|&p| p <= target).unwrap_or(0);
-                proptest::prop_assert_eq!(index.search(target), expected, "target {}", target);
-            }
         }
+    }
+
+    #[test]
+    fn an_empty_table_lands_on_the_dummy() {
+        let index = SecretIndex::default();
+        let (slot, matched) = index.lookup(&TokenHash::of("x"), Timestamp::EPOCH);
+        assert_eq!(slot, DUMMY_SLOT);
+        assert!(!bool::from(matched));
     }
 }

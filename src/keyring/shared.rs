@@ -38,8 +38,9 @@ use crate::token::Token;
 /// `std::sync::MutexGuard` inside, deliberately not `Send`): run a blocking store's save in
 /// `spawn_blocking` with the writer, or give writes their own thread.
 ///
-/// Each write copies the keyring's tables (pointers and hash prefixes, not the keys): linear in
-/// the number of keys, a few milliseconds at 100,000, paid by the writer, never by a reader.
+/// A write copies no table: the keyring's tables share their nodes between snapshots, so the next
+/// snapshot copies one path through them (tens of microseconds at a million keys, paid by the
+/// writer, never by a reader; see `docs/PERFORMANCE.md`).
 ///
 /// ```
 /// use keygate::{issue, AccountId, Action, Catalog, Decision, Issuer, KeySpec, Keyring, Resource,
@@ -198,9 +199,9 @@ impl<'s> Writer<'s> {
     }
 
     /// Runs `f` on a private copy of the keys, then publishes everything it applied at once:
-    /// readers see all of it or none of it. One copy for a batch, where staging and applying
-    /// each change on its own copies the keyring per change: the way to apply many records at
-    /// once (a replica resynchronising with its store). What `f` stages but does not apply is
+    /// readers see all of it or none of it. One snapshot for a batch, where staging and applying
+    /// each change on its own publishes one per change: the way to apply many records at once (a
+    /// replica resynchronising with its store). What `f` stages but does not apply is
     /// dropped as usual.
     ///
     /// ```

@@ -10,30 +10,34 @@ use rand::rngs::StdRng;
 impl Keyring {
     /// Panics unless every invariant of the index holds.
     fn assert_consistent(&self) {
-        assert!(self.keys[0].is_revoked(), "slot 0 is the dummy");
+        assert!(
+            self.keys.get(0).unwrap().is_revoked(),
+            "slot 0 is the dummy"
+        );
         assert_eq!(self.keys.len(), self.cells.len());
         assert_eq!(self.keys.len(), self.cap_slots.len());
         assert_eq!(self.slots.len(), self.len());
         assert!(
-            self.index
-                .entries
-                .windows(2)
-                .all(|w| w[0].prefix < w[1].prefix),
-            "index sorted with unique prefixes"
+            self.index.well_formed(),
+            "chunks sorted, bounded, in the directory"
         );
         let mut expected: Vec<IndexEntry> = Vec::new();
         for (slot, key) in self.keys.iter().enumerate().skip(1) {
             let slot = u32::try_from(slot).unwrap();
-            assert_eq!(self.slots[&key.id()], slot);
+            assert_eq!(self.slots.get(&key.id()), Some(&slot));
             expected.extend(entries_for(key, slot));
         }
         expected.sort_unstable_by_key(|e| e.prefix);
-        assert_eq!(self.index.entries, expected);
-        for entry in &self.index.entries {
+        let mut indexed: Vec<IndexEntry> = self.index.entries().copied().collect();
+        indexed.sort_unstable_by_key(|e| e.prefix);
+        assert_eq!(indexed, expected);
+        assert!(
+            indexed.windows(2).all(|w| w[0].prefix < w[1].prefix),
+            "unique prefixes"
+        );
+        for entry in &indexed {
             assert_eq!(entry.prefix, prefix_of(&entry.hash));
         }
-        let prefixes: Vec<u64> = self.index.entries.iter().map(|e| e.prefix).collect();
-        assert_eq!(self.index.prefixes.sorted, prefixes);
     }
 }
 
