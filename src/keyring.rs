@@ -172,8 +172,8 @@ pub struct Keyring {
     format: TokenFormat,
     /// A string of the format's length, hashed in place of a wrong-length token.
     stand_in: String,
-    /// Slot 0 is the dummy key; real keys follow in no particular order. Shared with the
-    /// snapshots a [`SharedKeyring`] publishes, so that a new snapshot copies pointers.
+    /// Slot 0 is the dummy key; real keys follow in no particular order. Its nodes are shared
+    /// with the snapshots a [`SharedKeyring`] publishes, so that a new snapshot copies one path.
     keys: PVec<Arc<ApiKey>>,
     /// `cells[slot]` is the live state of `keys[slot]`, shared by every snapshot holding it.
     cells: PVec<Arc<KeyCell>>,
