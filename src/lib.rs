@@ -12,6 +12,7 @@
 //! | hold keys | [`ApiKey`], [`ApiKeyRecord`], [`Keyring`], [`SharedKeyring`] (concurrent) |
 //! | change keys safely | [`Staged`] / [`SharedStaged`]: persist a [`Change`]'s records, then apply |
 //! | decide | [`authorize()`], [`Action`], [`Decision`], [`Deny`] |
+//! | say why | [`explain`](mod@explain): every rule's outcome, for logs and policy tests; [`Keyring::authorize_explained`] |
 //! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
 //! | answer | [`Refusal`]: every refusal's status and JSON body |
 //! | serve (feature `axum`) | `keygate::axum`: the extractor and error responses |
@@ -47,6 +48,7 @@ pub mod axum;
 mod catalog;
 mod ct;
 mod decision;
+pub mod explain;
 mod issue;
 mod key;
 mod keyring;

@@ -154,6 +154,11 @@ proptest! {
         if decision == Decision::Allow {
             prop_assert_eq!(authorize(&key, action, &resource, now), Decision::Allow);
         }
+        // And the capped explanation decides the same, through its first failing rule.
+        let explanation = keygate::explain::explain_capped(&CATALOG, &key, &cap, action, &resource, now);
+        prop_assert_eq!(explanation.decision, decision);
+        let deciding = explanation.deciding_rule().and_then(|r| r.fails_with);
+        prop_assert_eq!(deciding.map_or(Decision::Allow, Decision::Deny), decision);
     }
 
     #[test]

@@ -200,4 +200,57 @@ impl Keyring {
             .ok_or(crate::issue::IssueError::IssuerKey(Deny::UnknownKey))?;
         Ok(crate::issue::Issuer::key(catalog, key, now)?.capped(&self.effective_permissions(id)))
     }
+
+    /// Why [`authorize`](Self::authorize) decides what it does for this request: every rule's
+    /// outcome for the key `token` names, its creator cap included
+    /// ([`explain_capped`](crate::explain::explain_capped)), or the refusal when the token names
+    /// no key (the keyring's [`Deny::UnknownKey`], for a malformed, unknown or retired token).
+    ///
+    /// A diagnostic for logs and policy tests, apart from the decision: not constant time, and it
+    /// allocates. Its decision is always `authorize`'s (a property test holds them together).
+    ///
+    /// ```
+    /// use keygate::explain::Rule;
+    /// use keygate::{issue, AccountId, Action, Catalog, Deny, Issuer, KeySpec, Keyring, Resource,
+    ///     Scope, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::read_write_delete();
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let account = AccountId::from_u64(1);
+    /// let alice = Issuer::user(account, Scope::Account, catalog.all()).with_user_id("alice");
+    /// let issued = issue(&catalog, &alice, KeySpec::named("k"), now, &mut rng)?;
+    /// let mut keys = Keyring::default();
+    /// keys.insert(issued.key)?;
+    /// keys.set_creator_cap("alice", catalog.expand(["read"])?); // alice is demoted
+    /// let write = Action::named(&catalog, "write")?;
+    /// let token = issued.token.expose_secret();
+    /// let why = keys.authorize_explained(&catalog, token, write, &Resource::listing(account), now)?;
+    /// assert_eq!(why.deciding_rule().map(|r| r.rule), Some(Rule::HasPermission));
+    /// assert_eq!(why.decision, keys.authorize(token, write, &Resource::listing(account), now));
+    /// assert_eq!(
+    ///     keys.authorize_explained(&catalog, "idc_nope", write, &Resource::listing(account), now)
+    ///         .err(),
+    ///     Some(Deny::UnknownKey)
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authorize_explained(
+        &self,
+        catalog: &crate::Catalog,
+        token: &str,
+        action: Action,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<crate::explain::Explanation, Deny> {
+        let (slot, found) = self.lookup(token, now);
+        if !bool::from(found) {
+            return Err(Deny::UnknownKey);
+        }
+        let key = self.key_at(slot).ok_or(Deny::UnknownKey)?;
+        let cap = self.caps.get(self.cap_slot_at(slot));
+        Ok(crate::explain::explain_capped(
+            catalog, key, cap, action, resource, now,
+        ))
+    }
 }

@@ -141,6 +141,21 @@ impl SharedKeyring {
         self.current.load().authorize(token, action, resource, now)
     }
 
+    /// [`Keyring::authorize_explained`] on the current snapshot: why `authorize` decides what it
+    /// does, for logs and policy tests (not constant time).
+    pub fn authorize_explained(
+        &self,
+        catalog: &crate::Catalog,
+        token: &str,
+        action: Action,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<crate::explain::Explanation, Deny> {
+        self.current
+            .load()
+            .authorize_explained(catalog, token, action, resource, now)
+    }
+
     /// Takes the writer lock: one writer at a time, while readers go on. See the type docs.
     pub fn writer(&self) -> Writer<'_> {
         Writer {
