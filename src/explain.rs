@@ -329,12 +329,12 @@ pub fn explain_capped(
         ),
     };
     let held: Vec<&str> = catalog.names(key.permissions()).collect();
-    let capped: Vec<&str> = key
+    let taken: PermissionSet = key
         .permissions()
         .iter()
-        .filter(|p| !cap.iter().any(|c| c == *p))
-        .filter_map(|p| catalog.name(p))
+        .filter(|p| !bool::from(cap.contains(*p)))
         .collect();
+    let capped: Vec<&str> = catalog.names(&taken).collect();
     let has_permission = RuleOutcome {
         rule: Rule::HasPermission,
         fails_with: missing_permission(key, cap, action),

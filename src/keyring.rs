@@ -384,13 +384,16 @@ impl Keyring {
         // so the loop would change nothing (cargo-mutants' `>` to `>=` here is equivalent).
         if pruned > 0 {
             // The index's own predicate, so that keys and index agree (also at `MAX`).
-            let ended: Vec<usize> = (1..self.keys.len())
-                .filter(|&slot| {
-                    self.keys.get(slot).is_some_and(|key| {
-                        key.retired
-                            .is_some_and(|r| !bool::from(index::works_at(r.valid_until, now)))
-                    })
+            let ended: Vec<usize> = self
+                .keys
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, key)| {
+                    key.retired
+                        .is_some_and(|r| !bool::from(index::works_at(r.valid_until, now)))
                 })
+                .map(|(slot, _)| slot)
                 .collect();
             for slot in ended {
                 if let Some(key) = self.keys.get_mut(slot) {

@@ -218,30 +218,11 @@ impl SecretIndex {
     }
 
     fn insert(&mut self, entry: IndexEntry) {
-        if self.chunks.len() == 0 {
-            self.set_chunks(vec![Chunk::from(vec![entry])]);
-            self.len += 1;
-            return;
-        }
-        let (at, chunk) = self.chunk(entry.prefix);
-        let mut entries = chunk.to_vec();
-        let position = entries.partition_point(|e| e.prefix < entry.prefix);
-        entries.insert(position, entry);
+        self.edit(entry.prefix, |entries| {
+            let position = entries.partition_point(|e| e.prefix < entry.prefix);
+            entries.insert(position, entry);
+        });
         self.len += 1;
-        if entries.len() <= CHUNK_CAP {
-            if let Some(place) = self.chunks.get_mut(at) {
-                *place = Chunk::from(entries);
-            }
-            return;
-        }
-        // Full: split in two, and rebuild the chunk list and its directory around the new one.
-        let upper = entries.split_off(entries.len() / 2);
-        let mut chunks: Vec<Chunk> = self.chunks.iter().cloned().collect();
-        if let Some(place) = chunks.get_mut(at) {
-            *place = Chunk::from(entries);
-        }
-        chunks.insert(at + 1, Chunk::from(upper));
-        self.set_chunks(chunks);
     }
 
     /// Drops the secrets of `key` indexed at `slot`.
@@ -299,19 +280,34 @@ impl SecretIndex {
         pruned
     }
 
-    /// Runs `f` on the entries of the chunk `prefix` belongs in, and stores the result (dropping
-    /// the chunk if it emptied). `f` must keep the entries sorted and within the chunk's bounds.
+    /// Runs `f` on the entries of the chunk `prefix` belongs in (none in an empty table) and
+    /// stores the result: in place, or, when it emptied or grew past [`CHUNK_CAP`], as nothing or
+    /// as two halves, rebuilding the chunk list and its directory around them. `f` must keep the
+    /// entries sorted and within the chunk's bounds.
     fn edit(&mut self, prefix: u64, f: impl FnOnce(&mut Vec<IndexEntry>)) {
         let (at, chunk) = self.chunk(prefix);
         let mut entries = chunk.to_vec();
         f(&mut entries);
-        let emptied = entries.is_empty();
-        if let Some(place) = self.chunks.get_mut(at) {
+        if !entries.is_empty()
+            && entries.len() <= CHUNK_CAP
+            && let Some(place) = self.chunks.get_mut(at)
+        {
             *place = Chunk::from(entries);
+            return;
         }
-        if emptied {
-            self.drop_empty_chunks();
-        }
+        let upper = if entries.len() > CHUNK_CAP {
+            entries.split_off(entries.len() / 2)
+        } else {
+            Vec::new()
+        };
+        let pieces = [entries, upper]
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .map(Chunk::from);
+        let mut chunks: Vec<Chunk> = self.chunks.iter().cloned().collect();
+        let end = (at + 1).min(chunks.len());
+        chunks.splice(at.min(end)..end, pieces);
+        self.set_chunks(chunks);
     }
 
     fn drop_empty_chunks(&mut self) {
