@@ -1,7 +1,8 @@
 //! Criterion benches of keygate's per-request hot paths and of the work done once per key.
 //!
 //! `authorize` is timed once for Allow, once for every deny reason it can return, and for actions
-//! needing all of or any of several permissions: the function is constant time, so all ten should
+//! needing all of or any of several permissions, and with every restriction at once (scope, expiry,
+//! a full set of address ranges, all of two permissions): the function is constant time, so all should
 //! read the same. `TokenHash::of` is the SHA-256 every
 //! presented token costs. Catalog construction and pattern expansion use seed 004's 101
 //! fine-grained permission names; record serde is a seed-004 key to and from JSON.
@@ -15,11 +16,13 @@
 mod common;
 
 use std::hint::black_box;
+use std::net::IpAddr;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keygate::{
-    AccountId, Action, ApiKey, ApiKeyRecord, Catalog, KeyId, ProjectId, Resource, Scope, Timestamp,
-    TokenFormat, TokenHash, authorize,
+    AccountId, Action, AddressRange, ApiKey, ApiKeyRecord, Catalog, Credits, KeyId, Keyring,
+    MAX_ADDRESS_RANGES, MAX_NAMED_LIMITS, NamedLimit, ProjectId, RateLimit, Resource, Scope,
+    Timestamp, TokenFormat, TokenHash, authorize,
 };
 
 /// Seed 004's permission names, verbatim. Accepts a bare JSON array or a catalog spec object
@@ -64,7 +67,32 @@ fn bench_authorize(c: &mut Criterion) {
     let read_and_write = Action::all_of_named(&catalog, ["read", "write"]).expect("known");
     let write_or_delete = Action::any_of_named(&catalog, ["write", "delete"]).expect("known");
     let write_and_delete = Action::all_of_named(&catalog, ["write", "delete"]).expect("known");
-    let cases: [(&str, &ApiKey, Action, Resource); 10] = [
+    // Every restriction at once: a project scope, an expiry, a full set of address ranges (the
+    // client in the last one), and an action needing all of two permissions.
+    let ranges: Vec<AddressRange> = (0..MAX_ADDRESS_RANGES)
+        .map(|i| format!("10.{i}.0.0/16").parse().expect("valid range"))
+        .collect();
+    let restricted = scoped
+        .clone()
+        .with_allowed_addresses(&ranges)
+        .expect("at most MAX_ADDRESS_RANGES");
+    let inside: IpAddr = format!("10.{}.1.2", MAX_ADDRESS_RANGES - 1)
+        .parse()
+        .expect("valid address");
+    let outside: IpAddr = "192.0.2.1".parse().expect("valid address");
+    let cases: [(&str, &ApiKey, Action, Resource); 12] = [
+        (
+            "allow_every_restriction",
+            &restricted,
+            read_and_write,
+            own.from_address(inside),
+        ),
+        (
+            "deny_address_every_restriction",
+            &restricted,
+            read_and_write,
+            own.from_address(outside),
+        ),
         ("allow", &scoped, write, own),
         ("deny_revoked", &revoked, write, own),
         ("deny_expired", &expired, write, own),
@@ -195,9 +223,50 @@ fn bench_record_serde(c: &mut Criterion) {
     group.finish();
 }
 
+/// `Keyring::admit` on a key charged to every budget it can carry alone: its own rate limit, a
+/// full set of named limits, a full set of account limits, and credits with a refill. The
+/// limits are loose enough that every request is admitted (the refusal path only adds refunds).
+fn bench_admit(c: &mut Criterion) {
+    let account = AccountId::from_u64(1);
+    let loose = RateLimit::per_period(u32::MAX, 1).expect("valid");
+    let named: Vec<NamedLimit> = (0..MAX_NAMED_LIMITS)
+        .map(|i| NamedLimit::new(format!("l{i}"), loose).expect("valid"))
+        .collect();
+    let key = ApiKey::new(
+        KeyId::from_bytes([7; 16]),
+        "bench",
+        account,
+        Scope::Account,
+        Default::default(),
+        TokenHash::of("idc_bench"),
+        Timestamp::from_unix_seconds(1_000),
+    )
+    .with_rate_limit(loose)
+    .with_credits(
+        Credits::new(u32::MAX)
+            .with_refill(u32::MAX, 1)
+            .expect("valid"),
+    )
+    .with_limits(named.clone())
+    .expect("at most MAX_NAMED_LIMITS");
+    let id = key.id();
+    let mut keyring = Keyring::from_keys(TokenFormat::default(), [key]).expect("one key");
+    keyring
+        .set_account_limits(account, named)
+        .expect("at most MAX_NAMED_LIMITS");
+    let mut micros = 2_000_000_000;
+    c.bench_function("admit/every_budget", |b| {
+        b.iter(|| {
+            // A microsecond on per request: every budget stays far from its limit.
+            micros += 1;
+            keyring.admit(black_box(id), Timestamp::from_unix_micros(micros))
+        });
+    });
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = bench_authorize, bench_token_hash, bench_catalog, bench_record_serde
+    targets = bench_authorize, bench_admit, bench_token_hash, bench_catalog, bench_record_serde
 }
 criterion_main!(benches);

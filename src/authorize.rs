@@ -1,18 +1,19 @@
 //! The decision every request asks for, computed in constant time.
 //!
-//! [`authorize`] evaluates all five rules of the design on every call, as [`subtle::Choice`]s,
-//! and picks the deny reason by constant-time selection: no early return, no branch and no memory
-//! index that depends on the key's bits, scope, ids, expiry or revocation, and no allocation. The
-//! test tree holds a plain `if`-and-return model of the same rules; a property test holds the two
-//! to the same answer on random inputs.
+//! [`authorize`] evaluates all five rules of the design on every call, as 0/1 flags that pass
+//! through one optimization barrier together, and picks the deny reason by constant-time
+//! selection: no early return, no branch and no memory index that depends on the key's bits,
+//! scope, ids, expiry or revocation, and no allocation. The test tree holds a plain
+//! `if`-and-return model of the same rules; a property test holds the two to the same answer on
+//! random inputs.
 
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable};
 
 use crate::catalog::{Catalog, CatalogError, Permission, PermissionSet, nonzero};
-use crate::ct::{Present, at_or_before, id_word};
+use crate::ct::{at_or_before, at_or_before_bit, equal_bit, id_word, select_code};
 use crate::decision::{Decision, Deny};
 use crate::key::ApiKey;
-use crate::scope::{ProjectId, Resource, Target};
+use crate::scope::{Resource, Target};
 use crate::timestamp::Timestamp;
 
 /// What a request wants to do: the permissions it needs, and whether it is account-level.
@@ -211,28 +212,6 @@ pub(crate) mod code {
     pub const ADDRESS_NOT_ALLOWED: u8 = 8;
 }
 
-/// A key's scope as plain data the constant-time path can mix: (is account-wide, project id
-/// word). The key stores it as a flag and always-present bytes, so this reads both without a
-/// branch.
-fn scope_parts(scope: &Present<ProjectId>) -> (Choice, u128) {
-    (
-        !scope.is_present(),
-        id_word(scope.value_or_fill().as_bytes()),
-    )
-}
-
-/// A resource target as (is not the account itself, is a listing, project id word). Rule 4 only
-/// ever asks whether the target is *not* the account, so that is the fact taken.
-fn target_parts(target: Target) -> (Choice, Choice, u128) {
-    let not_account = Choice::from(u8::from(target != Target::Account));
-    let is_listing = Choice::from(u8::from(target == Target::Listing));
-    let project = match target {
-        Target::Project(p) => id_word(p.as_bytes()),
-        Target::Account | Target::Listing => 0,
-    };
-    (not_account, is_listing, project)
-}
-
 /// May `key` do `action` on `resource` at `now`?
 ///
 /// Allowed exactly when all hold; when denied, the reason is the first failing check:
@@ -331,6 +310,13 @@ pub(crate) fn liveness_code(key: &ApiKey, now: Timestamp) -> u8 {
 
 /// All five rules, as the code of the first failing one (or `ALLOW`) and the permission a
 /// `MISSING_PERMISSION` refusal names, in constant time.
+///
+/// Each rule is first a 0/1 flag computed by plain arithmetic (no comparison the compiler could
+/// make a branch of: sign bits and masks), then all the flags pass through *one* optimization
+/// barrier together, and the code is selected from them by masks. Past the barrier the compiler
+/// cannot tell the flags are booleans, so it cannot turn the selection into branches. A
+/// `subtle::Choice` per operation, as first written, passed some twenty barriers, which were
+/// most of the cost of `authorize`; ctgrind (`ctgrind/`) checks the result by instruction.
 pub(crate) fn reason_code(
     key: &ApiKey,
     cap: &PermissionSet,
@@ -338,47 +324,103 @@ pub(crate) fn reason_code(
     resource: &Resource,
     now: Timestamp,
 ) -> (u8, Permission) {
-    let (key_account_wide, key_project) = scope_parts(&key.scope);
-    let (not_at_account, at_listing, resource_project) = target_parts(resource.target());
-    let account_level_action = Choice::from(u8::from(action.account_level));
+    // The key's scope is stored as a flag beside always-present bytes (see `Present`), so both
+    // are read without a branch.
+    let key_account_wide = key.scope.present_bit() ^ 1;
+    let key_project = id_word(key.scope.value_or_fill().as_bytes());
+    // The target's kind is public request data; only its ids are compared in constant time.
+    let target = resource.target();
+    let not_at_account = u8::from(target != Target::Account);
+    let at_listing = u8::from(target == Target::Listing);
+    let resource_project = match target {
+        Target::Project(p) => id_word(p.as_bytes()),
+        Target::Account | Target::Listing => 0,
+    };
 
-    // Every `Choice` operation passes through an optimization barrier, so the rules are
-    // written as *failure* conditions with as few operations as possible: the cost of
-    // `authorize` is mostly those barriers.
-    let (revoked, expired) = liveness(key, now);
-    let (has_address, address) = resource.address_parts();
-    let address_allowed = key.allowed_addresses.allows(address, has_address);
-    let same_account =
-        id_word(key.account.as_bytes()).ct_eq(&id_word(resource.account_id().as_bytes()));
-    let account_level_denied = account_level_action & !key_account_wide;
+    let revoked = u8::from(key.revoked_at.is_some());
+    // Expired when `expires_at <= now`, i.e. not `now < expires_at`.
+    let expired =
+        key.expires_at.present_bit() & at_or_before_bit(*key.expires_at.value_or_fill(), now);
+    let (has_address, address) = resource.address_bits();
+    let address_allowed = key.allowed_addresses.allows_bit(address, has_address);
+    let same_account = equal_bit(
+        id_word(key.account.as_bytes()),
+        id_word(resource.account_id().as_bytes()),
+    );
+    let account_level_denied = u8::from(action.account_level) & (key_account_wide ^ 1);
     // A listing is reachable by any key of the account; a project only by account-wide keys and
     // keys of that project; the account itself only by account-wide keys.
-    let in_own_project = not_at_account & key_project.ct_eq(&resource_project);
+    let in_own_project = not_at_account & equal_bit(key_project, resource_project);
     let in_scope = key_account_wide | at_listing | in_own_project;
-    let (has_permission, missing) = permission_rule(&key.permissions, cap, action);
+    let (has_permission, [t0, t1, t2, t3]) = permission_rule(&key.permissions, cap, action);
 
+    let [
+        revoked,
+        expired,
+        address_allowed,
+        same_account,
+        account_level_denied,
+        in_scope,
+        has_permission,
+        t0,
+        t1,
+        t2,
+        t3,
+    ] = core::hint::black_box([
+        u32::from(revoked),
+        u32::from(expired),
+        u32::from(address_allowed),
+        u32::from(same_account),
+        u32::from(account_level_denied),
+        u32::from(in_scope),
+        u32::from(has_permission),
+        t0,
+        t1,
+        t2,
+        t3,
+    ]);
+    // All of names the lowest needed permission lacking; any of, the lowest needed (public).
+    let lowest_lacking = PermissionSet::lowest_of_counts([t0, t1, t2, t3]).index() as u8;
+    let named = select_code(
+        lowest_lacking,
+        action.first.index() as u8,
+        u8::from(action.any),
+    );
+    let missing = Permission::from_index(named);
+    // The flags are 0 or 1: truncating them is exact.
+    let flag = |bit: u32| bit as u8;
+    let (revoked, expired, address_allowed, same_account) = (
+        flag(revoked),
+        flag(expired),
+        flag(address_allowed),
+        flag(same_account),
+    );
+    let (account_level_denied, in_scope, has_permission) = (
+        flag(account_level_denied),
+        flag(in_scope),
+        flag(has_permission),
+    );
     // Assign from the last rule to the first, so the first failing rule's code is what remains.
-    // `conditional_select(a, b, c)` is `b` when `c` holds, else `a`: selecting on a rule that
-    // *passes* keeps the reason so far, and saves negating the Choice.
     let mut reason = code::ALLOW;
-    reason = u8::conditional_select(&code::MISSING_PERMISSION, &reason, has_permission);
-    reason = u8::conditional_select(&code::OUT_OF_SCOPE, &reason, in_scope);
-    reason.conditional_assign(&code::ACCOUNT_LEVEL_ACTION, account_level_denied);
-    reason = u8::conditional_select(&code::OTHER_ACCOUNT, &reason, same_account);
-    reason = u8::conditional_select(&code::ADDRESS_NOT_ALLOWED, &reason, address_allowed);
-    reason.conditional_assign(&code::EXPIRED, expired);
-    reason.conditional_assign(&code::REVOKED, revoked);
+    reason = select_code(reason, code::MISSING_PERMISSION, has_permission ^ 1);
+    reason = select_code(reason, code::OUT_OF_SCOPE, in_scope ^ 1);
+    reason = select_code(reason, code::ACCOUNT_LEVEL_ACTION, account_level_denied);
+    reason = select_code(reason, code::OTHER_ACCOUNT, same_account ^ 1);
+    reason = select_code(reason, code::ADDRESS_NOT_ALLOWED, address_allowed ^ 1);
+    reason = select_code(reason, code::EXPIRED, expired);
+    reason = select_code(reason, code::REVOKED, revoked);
     (reason, missing)
 }
 
-/// Rule 5: whether the key, capped, holds what the action needs, and the permission a refusal
-/// names. Both forms are computed over every word, then one is selected by the action's kind
-/// (public, but selected anyway so the code is the same for both).
+/// Rule 5: whether the key, capped, holds what the action needs (a 0/1 flag), and the trailing
+/// zero counts of what it lacks, for [`reason_code`] to put through its barrier and turn into
+/// the permission a refusal names. Both forms are computed over every word; the action's kind
+/// (public) picks one after the barrier.
 fn permission_rule(
     permissions: &PermissionSet,
     cap: &PermissionSet,
     action: &Action,
-) -> (Choice, Permission) {
+) -> (u8, [u32; 4]) {
     let mut lacking = PermissionSet::EMPTY;
     let mut lacking_any = 0u64;
     let mut held_any = 0u64;
@@ -395,14 +437,10 @@ fn permission_rule(
         held_any |= n & held;
     }
     // All of: nothing needed is lacking. Any of: something needed is held.
-    let any = Choice::from(u8::from(action.any));
-    let all_of_holds = Choice::from(nonzero(lacking_any) ^ 1);
-    let any_of_holds = Choice::from(nonzero(held_any));
-    let has_permission = Choice::conditional_select(&all_of_holds, &any_of_holds, any);
-    // All of names the lowest needed permission lacking; any of, the lowest needed (public).
-    let lowest_lacking = lacking.ct_lowest().index() as u8;
-    let named = u8::conditional_select(&lowest_lacking, &(action.first.index() as u8), any);
-    (has_permission, Permission::from_index(named))
+    let all_of_holds = nonzero(lacking_any) ^ 1;
+    let any_of_holds = nonzero(held_any);
+    let has_permission = select_code(all_of_holds, any_of_holds, u8::from(action.any));
+    (has_permission, lacking.trailing_zero_counts())
 }
 
 /// Turns the selected code into the public enum, after every rule was evaluated.

@@ -59,6 +59,10 @@ pub enum CatalogError {
     /// ranges: loading it must neither drop a range nor lift the restriction.
     #[error("too many address ranges (at most {})", crate::MAX_ADDRESS_RANGES)]
     TooManyAddressRanges,
+    /// A key record whose named limits are too many or share a name: loading it must not drop
+    /// one.
+    #[error("invalid named limits: {0}")]
+    InvalidLimits(#[from] crate::limits::LimitError),
 }
 
 /// A named permission set, such as `member`, `admin` or `owner`.

@@ -5,9 +5,10 @@
 //! hot paths only through these helpers and `subtle`'s own types.
 //!
 //! Why hand-rolled helpers beside `subtle`: every `subtle::Choice` operation passes through an
-//! optimization barrier, and `authorize` is mostly those barriers. Each helper below does one
-//! comparison in a few arithmetic instructions and one barrier, where a chain of `Choice`s or
-//! `subtle`'s generic `ct_gt` would take many.
+//! optimization barrier, and `authorize` was mostly those barriers. Each helper below does one
+//! comparison in a few arithmetic instructions and at most one barrier, where a chain of
+//! `Choice`s or `subtle`'s generic `ct_gt` would take many; the `_bit` forms take none, for
+//! `authorize`, which puts all its flags through one barrier together.
 
 use core::fmt;
 
@@ -43,6 +44,12 @@ impl<T: Copy> Present<T> {
     /// Whether a value is there, as a [`subtle::Choice`].
     pub(crate) fn is_present(&self) -> Choice {
         Choice::from(self.present)
+    }
+
+    /// Whether a value is there, as a 0/1 flag (no optimization barrier: for code that puts its
+    /// flags through one barrier together, as `authorize` does).
+    pub(crate) fn present_bit(&self) -> u8 {
+        self.present
     }
 
     /// The value, or the fill when absent: read it only masked by [`Self::is_present`].
@@ -93,8 +100,26 @@ pub(crate) fn id_word(bytes: &[u8; 16]) -> u128 {
 /// exactly when `a > b`, so the answer is its sign bit, flipped. A few arithmetic instructions and
 /// one barrier, where subtle's generic `ct_gt` smears bits through a dozen dependent shifts.
 pub(crate) fn at_or_before(a: Timestamp, b: Timestamp) -> Choice {
+    Choice::from(at_or_before_bit(a, b))
+}
+
+/// [`at_or_before`] as a 0/1 flag, without the barrier.
+pub(crate) fn at_or_before_bit(a: Timestamp, b: Timestamp) -> u8 {
     let difference = i128::from(b.unix_micros()) - i128::from(a.unix_micros());
-    Choice::from((((difference >> 127) & 1) ^ 1) as u8)
+    (((difference >> 127) & 1) ^ 1) as u8
+}
+
+/// 1 if `a == b`, else 0, by arithmetic: the sign bit of `x | -x` is set exactly when `x != 0`.
+pub(crate) fn equal_bit(a: u128, b: u128) -> u8 {
+    let differs = a ^ b;
+    (((differs | differs.wrapping_neg()) >> 127) as u8) ^ 1
+}
+
+/// `code` when `flag` is 1, else `current` (`flag` must be 0 or 1), by a mask: no branch once
+/// the flag has passed an optimization barrier, since the compiler then cannot tell it is a
+/// boolean.
+pub(crate) fn select_code(current: u8, code: u8, flag: u8) -> u8 {
+    current ^ ((current ^ code) & flag.wrapping_neg())
 }
 
 /// `a > b`, in constant time: the negation of [`at_or_before`].

@@ -307,6 +307,10 @@ pub fn issue<R: CryptoRng + ?Sized>(
     );
     key.expires_at = grant.expires_at.into();
     key.rate_limit = grant.rate_limit;
+    // Credits and named limits need no bound against the issuer's: a request is charged to every
+    // key up the issuing chain (`Keyring::admit`), so a child's own can only narrow its issuer's.
+    key.credits = spec.credits;
+    key.limits = spec.limits;
     // At most MAX_ADDRESS_RANGES: validated for a request, and an issuer's came from a key.
     key.allowed_addresses = crate::address::AllowedAddresses::from_ranges(&grant.allowed_addresses)
         .ok_or_else(|| {

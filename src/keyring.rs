@@ -1,5 +1,6 @@
 //! The embedded key store: token hash → key, with a constant-time lookup (see [`Keyring`]).
 
+mod admit;
 mod caps;
 mod change;
 mod index;
@@ -186,6 +187,8 @@ pub struct Keyring {
     caps: CreatorCaps,
     /// `cap_slots[slot]` is the cap slot of `keys[slot]`'s creator.
     cap_slots: PVec<u32>,
+    /// The limits every key of an account shares, and their state.
+    accounts: PMap<AccountId, Arc<admit::AccountLimits>>,
 }
 
 impl fmt::Debug for Keyring {
@@ -221,6 +224,7 @@ impl Keyring {
             slots: PMap::default(),
             caps: CreatorCaps::default(),
             cap_slots: [caps::NO_CREATOR_SLOT].into_iter().collect(),
+            accounts: PMap::default(),
         }
     }
 

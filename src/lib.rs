@@ -13,7 +13,7 @@
 //! | change keys safely | [`Staged`] / [`SharedStaged`]: persist a [`Change`]'s records, then apply |
 //! | decide | [`authorize()`], [`Action`], [`Decision`], [`Deny`] |
 //! | say why | [`explain`](mod@explain): every rule's outcome, for logs and policy tests; [`Keyring::authorize_explained`] |
-//! | limit and count | [`RateLimit`], [`Usage`], [`Tier`] |
+//! | limit and count | [`RateLimit`], [`NamedLimit`], [`Credits`], [`Keyring::admit`], [`Usage`], [`Tier`] |
 //! | answer | [`Refusal`]: every refusal's status and JSON body |
 //! | serve (feature `axum`) | `keygate::axum`: the extractor and error responses |
 //! | test (feature `testing`) | `keygate::testing`: policy test files, the reference model, proptest strategies, the escalation fuzzer |
@@ -46,12 +46,14 @@ mod authorize;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod catalog;
+mod credits;
 mod ct;
 mod decision;
 pub mod explain;
 mod issue;
 mod key;
 mod keyring;
+mod limits;
 mod quota;
 mod ratelimit;
 mod response;
@@ -69,6 +71,7 @@ pub use catalog::{
     Catalog, CatalogError, CatalogSpec, ImplicationSpec, MAX_NAME_LEN, MAX_PERMISSIONS, Permission,
     PermissionSet, Role, RoleSpec,
 };
+pub use credits::{Credits, CreditsError, CreditsSpent, Refill, UsageExceeded};
 pub use decision::{Decision, Deny};
 pub use issue::{
     Escalation, IssueError, IssuedKey, Issuer, IssuerKind, KeySpec, KeyUpdate, MAX_COMMENT_LEN,
@@ -80,12 +83,13 @@ pub use keyring::{
     AuthenticatedKey, Change, KeyState, Keyring, KeyringError, MAX_RATE_LIMIT_CHAIN, RecordChange,
     SharedKeyring, SharedStaged, Staged, Writer,
 };
+pub use limits::{LimitError, MAX_LIMIT_NAME_LEN, MAX_NAMED_LIMITS, NamedLimit, Throttled};
 pub use quota::{
     Limits, MAX_PROJECT_DESCRIPTION_LEN, MAX_PROJECT_NAME_LEN, MIN_PROJECT_NAME_LEN, QuotaError,
     Tier, validate_project,
 };
 pub use ratelimit::{RateLimit, RateLimitError, RateLimitSpec, RateLimitState, RetryAfter};
-pub use response::{ErrorBody, RateLimitBody, Refusal, ResponseBody};
+pub use response::{ErrorBody, RateLimitBody, Refusal, ResponseBody, UsageExceededBody};
 pub use scan::{Found, Scan};
 pub use scope::{AccountId, IdError, ProjectId, Resource, Scope};
 pub use timestamp::{Timestamp, TimestampError};

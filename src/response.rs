@@ -5,10 +5,12 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
+use crate::credits::UsageExceeded;
 use crate::decision::Deny;
 use crate::issue::{IssueError, ManageError, ValidationErrors, manage_message, widening_message};
 use crate::key::LifecycleError;
 use crate::keyring::KeyringError;
+use crate::limits::Throttled;
 use crate::quota::QuotaError;
 use crate::ratelimit::RetryAfter;
 
@@ -26,6 +28,7 @@ use crate::ratelimit::RetryAfter;
 /// | `{"error": "..."}` | 401, 403, 404 |
 /// | `{"errors": ["...", ...]}` | 422, every malformed field |
 /// | `{"error": "Rate limit exceeded", "retry_after": N}` | 429, with a `Retry-After: N` header |
+/// | `{"error": "Usage exceeded", "code": "USAGE_EXCEEDED"}` | 429 for spent credits (Unkey's code), with `retry_after` and the header when a refill will come |
 ///
 /// ```
 /// use keygate::{Catalog, Deny, Refusal};
@@ -89,6 +92,23 @@ pub enum ResponseBody {
     Errors(ValidationErrors),
     /// `{"error": "Rate limit exceeded", "retry_after": N}`.
     RateLimited(RateLimitBody),
+    /// `{"error": "Usage exceeded", "code": "USAGE_EXCEEDED"}`, with `"retry_after": N` when a
+    /// refill will come.
+    UsageExceeded(UsageExceededBody),
+}
+
+/// The 429 body of spent credits: `{"error": "Usage exceeded", "code": "USAGE_EXCEEDED"}`, and
+/// `"retry_after": N` (seconds to the next refill) when one will come. The `code` tells it apart
+/// from a rate limit's 429: waiting a little will not help, a refill or a top-up will.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageExceededBody {
+    /// Always `"Usage exceeded"`.
+    pub error: Cow<'static, str>,
+    /// Always `"USAGE_EXCEEDED"`.
+    pub code: Cow<'static, str>,
+    /// Whole seconds to the next refill; absent when none will come.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ResponseBody {
@@ -98,6 +118,7 @@ impl ResponseBody {
         match self {
             ResponseBody::Error(body) => Cow::Borrowed(&body.error),
             ResponseBody::RateLimited(body) => Cow::Borrowed(&body.error),
+            ResponseBody::UsageExceeded(body) => Cow::Borrowed(&body.error),
             ResponseBody::Errors(errors) => Cow::Owned(errors.messages().join("; ")),
         }
     }
@@ -188,6 +209,52 @@ impl Refusal for RetryAfter {
 
     fn retry_after(&self) -> Option<u64> {
         Some(self.seconds())
+    }
+}
+
+impl Refusal for UsageExceeded {
+    /// 429.
+    fn status(&self) -> u16 {
+        429
+    }
+
+    /// `{"error": "Usage exceeded", "code": "USAGE_EXCEEDED"}`, with `retry_after` when a refill
+    /// will come.
+    fn body(&self, _: &Catalog) -> ResponseBody {
+        ResponseBody::UsageExceeded(UsageExceededBody {
+            error: "Usage exceeded".into(),
+            code: "USAGE_EXCEEDED".into(),
+            retry_after: self.retry_after_seconds(),
+        })
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        self.retry_after_seconds()
+    }
+}
+
+impl Refusal for Throttled {
+    /// 429, either way.
+    fn status(&self) -> u16 {
+        match self {
+            Throttled::RateLimited(retry) => retry.status(),
+            Throttled::UsageExceeded(exceeded) => exceeded.status(),
+        }
+    }
+
+    /// The rate limit's body or the credits' body.
+    fn body(&self, catalog: &Catalog) -> ResponseBody {
+        match self {
+            Throttled::RateLimited(retry) => retry.body(catalog),
+            Throttled::UsageExceeded(exceeded) => exceeded.body(catalog),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Throttled::RateLimited(retry) => retry.retry_after(),
+            Throttled::UsageExceeded(exceeded) => exceeded.retry_after(),
+        }
     }
 }
 

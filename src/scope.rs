@@ -409,8 +409,8 @@ impl Resource {
     }
 
     /// The address as the constant-time path reads it: (is known, 128-bit word).
-    pub(crate) fn address_parts(&self) -> (Choice, u128) {
-        (Choice::from(u8::from(self.has_address)), self.address)
+    pub(crate) fn address_bits(&self) -> (u8, u128) {
+        (u8::from(self.has_address), self.address)
     }
 }
 

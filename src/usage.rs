@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::credits::CreditsSpent;
 use crate::timestamp::Timestamp;
 
 /// One key's usage counters.
@@ -45,6 +46,10 @@ pub struct Usage {
     requests_by_endpoint: BTreeMap<String, u64>,
     #[serde(default)]
     errors_by_status_class: BTreeMap<String, u64>,
+    /// Credits spent in the current period, for a key with [`Credits`](crate::Credits): kept
+    /// here so that a store sums it across replicas with the other counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credits: Option<CreditsSpent>,
 }
 
 impl Usage {
@@ -87,6 +92,16 @@ impl Usage {
     /// All requests counted.
     pub fn total_requests(&self) -> u64 {
         self.total_requests
+    }
+
+    /// Credits spent, and in which period, if the key ever spent any.
+    pub fn credits_spent(&self) -> Option<CreditsSpent> {
+        self.credits
+    }
+
+    /// The same usage with this credit count.
+    pub(crate) fn set_credits_spent(&mut self, spent: Option<CreditsSpent>) {
+        self.credits = spent;
     }
 
     /// Requests per endpoint name.
@@ -153,6 +168,7 @@ impl Usage {
             total_requests,
             requests_by_endpoint: collect(&mut by_endpoint.into_iter()),
             errors_by_status_class: collect(&mut by_error_class.into_iter()),
+            credits: None,
         }
     }
 
@@ -187,6 +203,9 @@ impl Usage {
         }
         for (class, count) in &other.errors_by_status_class {
             add(&mut self.errors_by_status_class, class, *count);
+        }
+        if let Some(other) = &other.credits {
+            self.credits.get_or_insert_default().absorb(other);
         }
     }
 }

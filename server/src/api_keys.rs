@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::extract::State;
 use keygate::axum::{ApiError, Caller};
 use keygate::{
-    AddressRange, ApiKey, IssueError, KeyId, KeySpec, ManageOp, Permit, ProjectId, RateLimit,
-    Resource, Scope, Timestamp, Token, issue, manage,
+    AddressRange, ApiKey, Credits, IssueError, KeyId, KeySpec, ManageOp, NamedLimit, Permit,
+    ProjectId, RateLimit, Resource, Scope, Timestamp, Token, issue, manage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +31,12 @@ struct KeyView<'a> {
     /// Client address ranges the key may be used from; absent: anywhere.
     #[serde(skip_serializing_if = "<[AddressRange]>::is_empty")]
     allowed_addresses: &'a [AddressRange],
+    /// The credit budget (Unkey's `remaining` with refill); absent: unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credits: Option<&'a Credits>,
+    /// Named rate limits, charged with `rate_limit`.
+    #[serde(skip_serializing_if = "<[NamedLimit]>::is_empty")]
+    limits: &'a [NamedLimit],
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
 }
@@ -46,6 +52,8 @@ fn key_view<'a>(app: &'a App, key: &'a ApiKey) -> KeyView<'a> {
         revoked_at: key.revoked_at(),
         rate_limit: key.rate_limit(),
         allowed_addresses: key.allowed_addresses(),
+        credits: key.credits(),
+        limits: key.limits(),
         key: None,
     }
 }
@@ -69,6 +77,10 @@ pub(crate) struct KeyBody {
     rate_limit: Option<Value>,
     /// CIDR ranges (`"10.0.0.0/8"`, `"2001:db8::/32"`); keygate validates them (422).
     allowed_addresses: Option<Vec<String>>,
+    /// `{"remaining": N, "refill": {"amount": M, "period_seconds": P}}`.
+    credits: Option<Value>,
+    /// `[{"name": "...", "requests": N, "period_seconds": P}]`, at most 4.
+    limits: Option<Vec<Value>>,
 }
 
 pub(crate) async fn create_key(
@@ -118,6 +130,18 @@ pub(crate) async fn create_key(
     }
     if let Some(ranges) = body.allowed_addresses {
         spec = spec.allowed_addresses(ranges);
+    }
+    if let Some(credits) = body.credits {
+        match serde_json::from_value::<Credits>(credits) {
+            Ok(credits) => spec = spec.credits(credits),
+            Err(e) => errors.push(format!("Credits are invalid: {e}")),
+        }
+    }
+    for limit in body.limits.into_iter().flatten() {
+        match serde_json::from_value::<NamedLimit>(limit) {
+            Ok(limit) => spec = spec.limit(limit),
+            Err(e) => errors.push(format!("Limit is invalid: {e}")),
+        }
     }
     // keygate's refusals first: an escalation is 403 whatever else is wrong with the request.
     let issued = match issue(&app.catalog, &issuer, spec, now, &mut rand::rng()) {

@@ -506,3 +506,43 @@ fn a_database_from_before_checksummed_tokens_keeps_its_tokens_working() {
     assert!(bool::from(TokenFormat::checksummed().matches(&root)));
     server.stop();
 }
+
+/// Spent credits are usage: flushed with it every few seconds and at shutdown, so neither a
+/// clean restart nor a crash after a flush hands a key its budget again.
+#[test]
+fn spent_credits_survive_a_restart_and_a_crash_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keygate.db");
+    let server = Server::start(&db);
+    let root = server.bootstrap.clone().unwrap();
+    let (status, body) = server.call(
+        "POST",
+        "/api_keys",
+        &root,
+        Some(json!({"name": "metered", "permissions": ["read"], "credits": {"remaining": 5}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["credits"], json!({"remaining": 5}));
+    let token = body["data"]["key"].as_str().unwrap().to_owned();
+    let spend = |server: &Server| server.call("GET", "/projects", &token, None);
+    for _ in 0..3 {
+        assert_eq!(spend(&server).0, 200);
+    }
+    server.stop();
+
+    let server = Server::start(&db);
+    assert_eq!(spend(&server).0, 200);
+    // Past the 2 s flush interval: the fourth credit is in the store before the crash.
+    thread::sleep(Duration::from_secs(3));
+    server.crash();
+
+    let server = Server::start(&db);
+    assert_eq!(spend(&server).0, 200);
+    let (status, body) = spend(&server);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": "Usage exceeded", "code": "USAGE_EXCEEDED"})
+    );
+    server.stop();
+}

@@ -54,7 +54,8 @@ fn system_clock() -> Timestamp {
 }
 
 /// Authenticates every request on a [`SharedKeyring`] (401 with `WWW-Authenticate: Bearer`),
-/// charges the key's rate limit (429 with `Retry-After`), hands the key to the handler as
+/// charges its rate limits and credits with [`AuthenticatedKey::admit`] (429 with `Retry-After`;
+/// spent credits add `"code": "USAGE_EXCEEDED"`), hands the key to the handler as
 /// [`Caller`], and counts the request in the key's usage once the response is known. No lock, no
 /// copy of the key, no `format!`.
 ///
@@ -253,10 +254,10 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
         let prefix = self.layer.prefix.clone();
         let limit = match &self.layer.limiter {
-            // The keyring's own limiter: atomics, decided now.
+            // The keyring's own limiters and credits: atomics, decided now.
             None => Limit::Decided(
-                key.check_rate_limit(now)
-                    .map_err(|retry| ApiError::refusal(&retry, &self.layer.catalog)),
+                key.admit(now)
+                    .map_err(|refused| ApiError::refusal(&refused, &self.layer.catalog)),
             ),
             Some(limiter) => Limit::Pending(limiter.check(Arc::clone(&key), now)),
         };
@@ -272,7 +273,13 @@ where
         Box::pin(async move {
             let admitted = match limit {
                 Limit::Decided(admitted) => admitted,
-                Limit::Pending(check) => check.await,
+                // The shared limiter charged the rate-limit chain; the named and account limits
+                // and the credits are this keyring's. Refused here, the shared charge stays:
+                // over-charging, never under.
+                Limit::Pending(check) => check.await.and_then(|()| {
+                    key.admit_beyond_rate_limit_chain(now)
+                        .map_err(|refused| ApiError::refusal(&refused, &catalog))
+                }),
             };
             let mut response = match admitted {
                 Ok(()) => inner.call(request).await?,

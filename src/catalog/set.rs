@@ -125,25 +125,37 @@ impl PermissionSet {
     /// The lowest permission in the set, or [`Permission::FIRST`] when it is empty, without a
     /// branch or a memory index that depends on the bits: the trailing zeros of the whole
     /// 256-bit set, from each word's, by arithmetic alone.
+    #[cfg(test)]
     pub(crate) fn ct_lowest(&self) -> Permission {
-        // `trailing_zeros` compiles to `tzcnt` (or `bsf` and a `cmov` for zero) on x86-64 and to
-        // `rbit` + `clz` on aarch64: no branch, and latency independent of the value on current
-        // cores. It is 64 for a zero word.
-        //
         // The barrier hides that each count is at most 64, so the compiler cannot see that
-        // `count >> 6` below is a 0-or-1 "word is zero" flag and turn the arithmetic into a
-        // select, or a branch. One barrier for all four words: per-word `Choice` selection cost
-        // a dozen instructions a word more, on every `authorize`.
+        // `count >> 6` in `lowest_of_counts` is a 0-or-1 "word is zero" flag and turn the
+        // arithmetic into a select, or a branch. One barrier for all four words: per-word
+        // `Choice` selection cost a dozen instructions a word more, on every `authorize`.
+        Self::lowest_of_counts(core::hint::black_box(self.trailing_zero_counts()))
+    }
+
+    /// Each word's trailing zeros (64 for a zero word): `trailing_zeros` compiles to `tzcnt` (or
+    /// `bsf` and a `cmov` for zero) on x86-64 and to `rbit` + `clz` on aarch64, no branch, and
+    /// latency independent of the value on current cores. Put them through an optimization
+    /// barrier before [`lowest_of_counts`](Self::lowest_of_counts).
+    pub(crate) fn trailing_zero_counts(&self) -> [u32; WORDS] {
         let [w0, w1, w2, w3] = self.0;
-        let [t0, t1, t2, t3] = core::hint::black_box([
+        [
             w0.trailing_zeros(),
             w1.trailing_zeros(),
             w2.trailing_zeros(),
             w3.trailing_zeros(),
-        ]);
-        // The zeros of words 0..i, then those of word i only when every word before it is zero:
-        // `(count >> 6)` is 1 exactly for a zero word, and `0 - 1` masks everything in.
-        let then = |count: u32, rest: u32| count + ((0u32.wrapping_sub(count >> 6)) & rest);
+        ]
+    }
+
+    /// The lowest permission from [`trailing_zero_counts`](Self::trailing_zero_counts) that
+    /// passed a barrier: the zeros of words 0..i, then those of word i only when every word
+    /// before it is zero.
+    pub(crate) fn lowest_of_counts([t0, t1, t2, t3]: [u32; WORDS]) -> Permission {
+        // `(count >> 6)` is 1 exactly for a zero word, and `0 - 1` masks everything in. Wrapping
+        // adds: the sum is at most 256, and a checked add would be a branch on the bits.
+        let then =
+            |count: u32, rest: u32| count.wrapping_add((0u32.wrapping_sub(count >> 6)) & rest);
         // At most 256 (an empty set), which truncates to 0: the documented answer.
         Permission(then(t0, then(t1, then(t2, t3))) as u8)
     }

@@ -82,6 +82,8 @@ pub struct KeySpec {
     pub(super) comment: Option<String>,
     /// CIDR ranges as written; parsed by validation, so a malformed one is a 422.
     pub(super) allowed_addresses: Option<Vec<String>>,
+    pub(super) credits: Option<crate::credits::Credits>,
+    pub(super) limits: Vec<crate::limits::NamedLimit>,
     pub(super) format: TokenFormat,
     /// What a JSON body got wrong that a builder cannot: reported with the validation errors.
     pub(super) malformed: Vec<String>,
@@ -103,6 +105,9 @@ struct KeySpecBody {
     tags: Vec<String>,
     comment: Option<String>,
     allowed_addresses: Option<Vec<String>>,
+    credits: Option<crate::credits::Credits>,
+    #[serde(default)]
+    limits: Vec<crate::limits::NamedLimit>,
 }
 
 impl From<KeySpecBody> for KeySpec {
@@ -115,6 +120,8 @@ impl From<KeySpecBody> for KeySpec {
         spec.tags = body.tags;
         spec.comment = body.comment;
         spec.allowed_addresses = body.allowed_addresses;
+        spec.credits = body.credits;
+        spec.limits = body.limits;
         if let Some(text) = body.expires_at {
             match text.parse::<Timestamp>() {
                 Ok(at) => spec.expires_at = Some(at),
@@ -154,6 +161,8 @@ impl KeySpec {
             tags: Vec::new(),
             comment: None,
             allowed_addresses: None,
+            credits: None,
+            limits: Vec::new(),
             format: TokenFormat::default(),
             malformed: Vec::new(),
         }
@@ -264,6 +273,21 @@ impl KeySpec {
         S: Into<String>,
     {
         self.allowed_addresses = Some(ranges.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A credit budget (after Unkey's `remaining` with refill): see [`Credits`](crate::Credits).
+    /// A key issued by a key also spends its issuer's credits, so its own can only narrow them.
+    pub fn credits(mut self, credits: crate::credits::Credits) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
+    /// Adds a named rate limit, charged with the key's own limit; at most
+    /// [`MAX_NAMED_LIMITS`](crate::MAX_NAMED_LIMITS), with unique names (else a 422). A key
+    /// issued by a key is also charged its issuer's limits, so its own can only narrow them.
+    pub fn limit(mut self, limit: crate::limits::NamedLimit) -> Self {
+        self.limits.push(limit);
         self
     }
 
@@ -440,6 +464,14 @@ pub(super) fn validate<'c>(
                 )),
             }
         }
+    }
+    match crate::limits::check_set(&spec.limits) {
+        Ok(()) => {}
+        Err(crate::limits::LimitError::TooMany) => errors.push(format!(
+            "Too many limits (maximum is {})",
+            crate::limits::MAX_NAMED_LIMITS
+        )),
+        Err(_) => errors.push("Limit names must be unique"),
     }
     errors.into_result()?;
     Ok(Request {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arc_swap::{ArcSwap, Guard};
 use rand::CryptoRng;
 
+use super::admit::Charge;
 use super::change::Change;
 use super::{Keyring, KeyringError, RecordChange};
 use crate::authorize::Action;
@@ -15,6 +16,7 @@ use crate::catalog::PermissionSet;
 use crate::decision::{Decision, Deny};
 use crate::issue::Permit;
 use crate::key::{ApiKey, KeyId};
+use crate::limits::Throttled;
 use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::scope::Resource;
 use crate::timestamp::Timestamp;
@@ -294,6 +296,18 @@ impl<'s> Writer<'s> {
         self.publish();
     }
 
+    /// Sets an account's shared limits ([`Keyring::set_account_limits`]) and publishes them at
+    /// once. Like creator caps, they are the server's own data: nothing to persist here.
+    pub fn set_account_limits(
+        &mut self,
+        account: crate::scope::AccountId,
+        limits: Vec<crate::limits::NamedLimit>,
+    ) -> Result<(), crate::limits::LimitError> {
+        self.next().set_account_limits(account, limits)?;
+        self.publish();
+        Ok(())
+    }
+
     fn publish(&mut self) {
         if let Some(next) = self.next.take() {
             self.shared.current.store(Arc::new(next));
@@ -416,6 +430,32 @@ impl AuthenticatedKey {
     /// [`Keyring::check_rate_limit`] for this key: atomics, no lock.
     pub fn check_rate_limit(&self, now: Timestamp) -> Result<(), RetryAfter> {
         self.snapshot.check_rate_limit_at(self.slot, now)
+    }
+
+    /// [`Keyring::admit`] for this key: every rate limit and one credit, all or none; atomics,
+    /// no lock.
+    pub fn admit(&self, now: Timestamp) -> Result<(), Throttled> {
+        self.snapshot.admit_at(self.slot, Charge::ALL, now)
+    }
+
+    /// [`Keyring::admit_costing`] for this key.
+    pub fn admit_costing(&self, cost: u32, now: Timestamp) -> Result<(), Throttled> {
+        let charge = Charge {
+            chain_limits: true,
+            cost: Some(cost),
+        };
+        self.snapshot.admit_at(self.slot, charge, now)
+    }
+
+    /// [`admit`](Self::admit) without the budgets of [`rate_limit_chain`](Self::rate_limit_chain):
+    /// what is left to charge here once a limiter kept elsewhere (in Redis, say) has charged
+    /// those. The named limits, the account's limits and the credits stay in this keyring.
+    pub fn admit_beyond_rate_limit_chain(&self, now: Timestamp) -> Result<(), Throttled> {
+        let charge = Charge {
+            chain_limits: false,
+            cost: Some(1),
+        };
+        self.snapshot.admit_at(self.slot, charge, now)
     }
 
     /// [`Keyring::rate_limit_chain`] for this key: the budgets a request charges (its own limit

@@ -7,7 +7,9 @@ use std::sync::{Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::Keyring;
+use crate::credits::{Credits, CreditsSpent, UsageExceeded};
 use crate::key::KeyId;
+use crate::limits::MAX_NAMED_LIMITS;
 use crate::ratelimit::{RateLimit, RateLimitState, RetryAfter};
 use crate::timestamp::Timestamp;
 use crate::usage::Usage;
@@ -78,7 +80,27 @@ impl Endpoints {
 
 /// The GCRA TAT of a key with no recorded arrival (no real TAT is `i64::MIN`: it is always at
 /// least one interval past some instant).
-const NO_ARRIVAL: i64 = i64::MIN;
+pub(super) const NO_ARRIVAL: i64 = i64::MIN;
+
+/// Fresh TATs for a set of named limits.
+pub(super) fn fresh_tats() -> [AtomicI64; MAX_NAMED_LIMITS] {
+    core::array::from_fn(|_| AtomicI64::new(NO_ARRIVAL))
+}
+
+/// A credit count in one word, so that a refill and a spend are one compare-and-swap: the
+/// period in the high half, the credits spent in it in the low half (a budget is a `u32`, so a
+/// count past it only needs to stay past it: it saturates).
+fn pack(spent: CreditsSpent) -> u64 {
+    let count = u32::try_from(spent.spent).unwrap_or(u32::MAX);
+    (u64::from(spent.period) << 32) | u64::from(count)
+}
+
+fn unpack(word: u64) -> CreditsSpent {
+    CreditsSpent {
+        period: u32::try_from(word >> 32).unwrap_or(u32::MAX),
+        spent: word & u64::from(u32::MAX),
+    }
+}
 
 /// One key's live state, shared by every snapshot of a keyring that holds the key (a rotation or
 /// an update keeps it), updated with atomics.
@@ -92,6 +114,10 @@ pub(crate) struct KeyCell {
     errors_other: AtomicU64,
     /// One counter per registered endpoint, then one for the rest.
     endpoints: Box<[AtomicU64]>,
+    /// The TATs of the key's named limits, by position.
+    pub(super) named: [AtomicI64; MAX_NAMED_LIMITS],
+    /// Credits spent, as [`pack`] writes them: the live total, settled part included.
+    credits: AtomicU64,
     /// Usage loaded from a store or flushed from the counters: only taken by reads of the whole
     /// usage and by flushes, never by a request.
     settled: Mutex<Usage>,
@@ -109,6 +135,8 @@ impl KeyCell {
             endpoints: (0..endpoints.counters())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            named: fresh_tats(),
+            credits: AtomicU64::new(0),
             settled: Mutex::new(Usage::default()),
         }
     }
@@ -173,6 +201,7 @@ impl KeyCell {
     pub(super) fn state(&self, endpoints: &Endpoints) -> KeyState {
         let mut usage = self.settled().clone();
         usage.absorb(&self.counted(endpoints, false));
+        usage.set_credits_spent(self.credits_spent());
         let tat = self.tat.load(Ordering::Acquire);
         KeyState {
             usage,
@@ -184,6 +213,8 @@ impl KeyCell {
 
     pub(super) fn restore(&self, state: &KeyState) {
         *self.settled() = state.usage.clone();
+        let credits = state.usage.credits_spent().unwrap_or_default();
+        self.credits.store(pack(credits), Ordering::Release);
         let tat = state
             .rate_limit
             .tat()
@@ -194,50 +225,118 @@ impl KeyCell {
     /// Moves the counts since the last flush into the settled usage, and returns them: the
     /// delta a store adds to its totals.
     pub(super) fn flush(&self, endpoints: &Endpoints) -> Usage {
-        let delta = self.counted(endpoints, true);
-        self.settled().absorb(&delta);
+        let mut delta = self.counted(endpoints, true);
+        let mut settled = self.settled();
+        // The credits' delta is what the live count holds beyond the settled one. A refund can
+        // leave the live count below it (the settled count then stays higher: fail closed).
+        let live = self.credits_spent();
+        let credits = match (live, settled.credits_spent()) {
+            (None, _) => None,
+            (Some(live), Some(old)) if live.period == old.period => {
+                (live.spent > old.spent).then(|| CreditsSpent {
+                    period: live.period,
+                    spent: live.spent - old.spent,
+                })
+            }
+            (Some(live), Some(old)) if live.period < old.period => None,
+            (Some(live), _) => Some(live),
+        };
+        delta.set_credits_spent(credits);
+        settled.absorb(&delta);
         delta
     }
 
-    /// One GCRA step on this cell's TAT, by compare-and-swap (as `governor` does): the same
-    /// decision as [`RateLimit::check`] on the value it read.
-    fn admit(&self, limit: &RateLimit, now: Timestamp) -> Result<i64, RetryAfter> {
-        let mut current = self.tat.load(Ordering::Acquire);
+    /// The live credit count, if the key ever spent a credit or loaded a count.
+    fn credits_spent(&self) -> Option<CreditsSpent> {
+        let word = self.credits.load(Ordering::Acquire);
+        (word != 0).then(|| unpack(word))
+    }
+
+    /// Spends `cost` credits by compare-and-swap: the same decision as [`Credits::spend`] on the
+    /// count it read. Returns the period charged, for [`refund_credits`](Self::refund_credits).
+    pub(super) fn spend(
+        &self,
+        credits: &Credits,
+        cost: u32,
+        created_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u32, UsageExceeded> {
+        let mut current = self.credits.load(Ordering::Acquire);
+        loop {
+            let mut spent = unpack(current);
+            credits.spend(&mut spent, cost, created_at, now)?;
+            match self.credits.compare_exchange_weak(
+                current,
+                pack(spent),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(spent.period),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Gives back `cost` credits spent in `period`, unless the count has moved on to a later
+    /// period since (then there is nothing of that period left to give back).
+    pub(super) fn refund_credits(&self, cost: u32, period: u32) {
+        let _ = self
+            .credits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let spent = unpack(word);
+                (spent.period == period && spent.spent >= u64::from(cost)).then(|| {
+                    pack(CreditsSpent {
+                        period,
+                        spent: spent.spent - u64::from(cost),
+                    })
+                })
+            });
+    }
+
+    /// The TAT of the key's own rate limit.
+    pub(super) fn tat(&self) -> &AtomicI64 {
+        &self.tat
+    }
+}
+
+/// One GCRA step on a TAT, by compare-and-swap (as `governor` does): the same decision as
+/// [`RateLimit::check`] on the value it read. Returns the TAT it replaced, for [`refund`].
+pub(super) fn admit(tat: &AtomicI64, limit: &RateLimit, now: Timestamp) -> Result<i64, RetryAfter> {
+    {
+        let mut current = tat.load(Ordering::Acquire);
         loop {
             let mut state = RateLimitState::at(
                 (current != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(current)),
             );
             limit.check(&mut state, now)?;
             let next = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
-            match self
-                .tat
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(current),
                 Err(actual) => current = actual,
             }
         }
     }
+}
 
-    /// Undoes an admission whose TAT is still the one it wrote; if another request has moved it
-    /// since, the charge stays (never refunding more than was charged: fail closed).
-    fn refund(&self, limit: &RateLimit, previous: i64, now: Timestamp) {
+/// Undoes an admission whose TAT is still the one it wrote; if another request has moved it
+/// since, the charge stays (never refunding more than was charged: fail closed).
+pub(super) fn refund(tat: &AtomicI64, limit: &RateLimit, previous: i64, now: Timestamp) {
+    {
         let mut state = RateLimitState::at(
             (previous != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(previous)),
         );
         if limit.check(&mut state, now).is_ok() {
             let written = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
-            let _ =
-                self.tat
-                    .compare_exchange(written, previous, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = tat.compare_exchange(written, previous, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 }
 
 impl Keyring {
     /// Admits a request by the key with this id at `now`, or says when to retry: the key's own
-    /// rate limit, and the limit of every rate-limited key up its [`issued_by`] chain, each as
-    /// GCRA on an atomic TAT (no lock). The request is charged to every one of those budgets;
+    /// rate limit and named limits, those of every key up its [`issued_by`] chain, and its
+    /// account's limits ([`Keyring::set_account_limits`]), each as GCRA on an atomic TAT (no
+    /// lock). It spends no credits: [`Keyring::admit`] charges everything. The request is charged to every one of those budgets;
     /// when one refuses, the charges already made are refunded where no other request has moved
     /// them since. A key's children thus share its budget, and minting children is no way around
     /// a limit. A key with no limit anywhere up its chain is always admitted.
@@ -273,31 +372,6 @@ impl Keyring {
         }
     }
 
-    /// [`check_rate_limit`](Self::check_rate_limit) for the key in `slot` (found by a lookup in
-    /// this very keyring): no id lookup for the key itself.
-    pub(super) fn check_rate_limit_at(&self, slot: u32, now: Timestamp) -> Result<(), RetryAfter> {
-        let refuse = || RetryAfter::after(now, core::time::Duration::from_secs(1));
-        let chain = self.chain_from(slot).ok_or_else(refuse)?;
-        let mut charged: [Option<(usize, i64)>; MAX_RATE_LIMIT_CHAIN] =
-            [None; MAX_RATE_LIMIT_CHAIN];
-        for ((index, limit), record) in chain.iter().flatten().zip(charged.iter_mut()) {
-            let cell = self.cells.get(*index).ok_or_else(refuse)?;
-            match cell.admit(limit, now) {
-                Ok(previous) => *record = Some((*index, previous)),
-                Err(retry) => {
-                    for ((index, limit), charge) in chain.iter().flatten().zip(charged.iter()) {
-                        if let (Some((_, previous)), Some(cell)) = (charge, self.cells.get(*index))
-                        {
-                            cell.refund(limit, *previous, now);
-                        }
-                    }
-                    return Err(retry);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The budgets a request by the key with this id is charged to, in the order
     /// [`check_rate_limit`](Self::check_rate_limit) charges them: the key's own limit, then the
     /// limit of each rate-limited key up its [`issued_by`](crate::ApiKey::issued_by) chain, as
@@ -327,7 +401,10 @@ impl Keyring {
     }
 
     /// [`chain_slots`](Self::chain_slots) from the key in `slot`.
-    fn chain_from(&self, slot: u32) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
+    pub(super) fn chain_from(
+        &self,
+        slot: u32,
+    ) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
         let mut chain: [Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN] =
             [None; MAX_RATE_LIMIT_CHAIN];
         let mut next = usize::try_from(slot).ok();
@@ -428,7 +505,9 @@ impl Keyring {
             .skip(1)
             .filter_map(|(key, cell)| {
                 let delta = cell.flush(&self.endpoints);
-                (delta.total_requests() > 0).then(|| (key.id(), delta))
+                // Credits a child's requests spent count as the ancestor's, without requests.
+                (delta.total_requests() > 0 || delta.credits_spent().is_some())
+                    .then(|| (key.id(), delta))
             })
             .collect()
     }

@@ -437,6 +437,38 @@ fn rate_limit_is_429_with_retry_after() {
 }
 
 #[test]
+fn named_limits_and_credits_are_429s_and_bad_ones_422s() {
+    let s = start();
+    let body = json!({"name": "metered", "limits": [
+        {"name": "per-minute", "requests": 1, "period_seconds": 60}
+    ], "credits": {"remaining": 1, "refill": {"amount": 1, "period_seconds": 86400}}});
+    let (_, key) = s.key(body);
+    assert_eq!(s.call("GET", "/projects", Some(&key), None).status, 200);
+    let reply = s.call("GET", "/projects", Some(&key), None);
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.body["error"], "Rate limit exceeded");
+
+    for (body, message) in [
+        (
+            json!({"name": "k", "credits": {"remaining": 1, "refill": {"amount": 0, "period_seconds": 1}}}),
+            "Credits are invalid: credits refill amount must be at least 1",
+        ),
+        (
+            json!({"name": "k", "limits": [{"name": "Bad Name", "requests": 1, "period_seconds": 1}]}),
+            "Limit is invalid: limit names must be 1 to 32 characters of a-z, 0-9, '_', '-' and '.'",
+        ),
+        (
+            json!({"name": "k", "limits": (0..5).map(|i| json!({"name": format!("l{i}"), "requests": 1, "period_seconds": 1})).collect::<Vec<_>>()}),
+            "Too many limits (maximum is 4)",
+        ),
+    ] {
+        let reply = s.root("POST", "/api_keys", Some(body));
+        assert_eq!(reply.status, 422, "{}", reply.body);
+        assert_eq!(reply.body["errors"], json!([message]));
+    }
+}
+
+#[test]
 fn usage_is_tracked_per_key() {
     let s = start();
     let (id, key) = s.key(json!({"name": "tracked", "permissions": ["read"]}));

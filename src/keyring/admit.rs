@@ -1,0 +1,310 @@
+//! One pass over every budget a request is charged to: the rate limits of the key and of every
+//! key up its issuing chain (each key's own limit and its named ones), its account's limits, then
+//! the credits along the chain. All or none: a refusal gives back what was charged.
+
+use core::sync::atomic::AtomicI64;
+use core::time::Duration;
+use std::sync::Arc;
+
+use super::Keyring;
+use super::state::MAX_RATE_LIMIT_CHAIN;
+use super::state::{NO_ARRIVAL, admit, fresh_tats, refund};
+use crate::key::KeyId;
+use crate::limits::{LimitError, MAX_NAMED_LIMITS, NamedLimit, Throttled, check_set};
+use crate::ratelimit::{RateLimit, RetryAfter};
+use crate::scope::AccountId;
+use crate::timestamp::Timestamp;
+
+/// The most rate-limit budgets one request can be charged to: every key of a full chain with
+/// its own limit and a full set of named ones, and a full set of account limits.
+const MAX_BUDGETS: usize = MAX_RATE_LIMIT_CHAIN * (1 + MAX_NAMED_LIMITS) + MAX_NAMED_LIMITS;
+
+/// An account's limits, shared by every key of the account, and their live state.
+#[derive(Debug)]
+pub(super) struct AccountLimits {
+    limits: Vec<NamedLimit>,
+    tats: [AtomicI64; MAX_NAMED_LIMITS],
+}
+
+/// What to charge.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Charge {
+    /// The `rate_limit` of each key up the chain: left out when a shared limiter
+    /// ([`Keyring::rate_limit_chain`]) charges those.
+    pub(super) chain_limits: bool,
+    /// Credits to spend along the chain; `None`: rate limits only.
+    pub(super) cost: Option<u32>,
+}
+
+impl Charge {
+    /// Everything, one credit.
+    pub(super) const ALL: Charge = Charge {
+        chain_limits: true,
+        cost: Some(1),
+    };
+}
+
+impl Keyring {
+    /// Admits a request by the key with this id at `now`, spending one credit, or refuses it
+    /// with nothing charged. One pass over every budget the request is charged to:
+    ///
+    /// 1. the rate limits of the key and of every key up its
+    ///    [`issued_by`](crate::ApiKey::issued_by) chain: each key's own
+    ///    [`rate_limit`](crate::ApiKey::rate_limit) and its [named limits](crate::ApiKey::limits);
+    /// 2. the limits of the key's account ([`set_account_limits`](Self::set_account_limits)),
+    ///    shared by every key of the account;
+    /// 3. the [`Credits`](crate::Credits) of every key up the chain that has them.
+    ///
+    /// Each limit is GCRA on an atomic TAT and each credit count one atomic word, so there is no
+    /// lock. When one refuses, the charges already made are given back (where no other request
+    /// has moved them since): a refused request spends nothing, and the first refusal met is
+    /// the answer, [`Throttled::RateLimited`] or [`Throttled::UsageExceeded`], both 429.
+    ///
+    /// An unknown id, or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`], is refused (retry in a
+    /// second): a budget that cannot be checked is not spent.
+    ///
+    /// ```
+    /// use keygate::{issue, AccountId, Catalog, Credits, Issuer, KeySpec, Keyring, NamedLimit,
+    ///     RateLimit, Refusal, Scope, Throttled, Timestamp};
+    /// use rand::SeedableRng;
+    /// let catalog = Catalog::read_write_delete();
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    /// let now = Timestamp::from_unix_seconds(1_000);
+    /// let account = AccountId::from_u64(1);
+    /// let owner = Issuer::user(account, Scope::Account, catalog.all());
+    /// let spec = KeySpec::named("trial")
+    ///     .credits(Credits::new(3))
+    ///     .limit(NamedLimit::new("per-second", RateLimit::per_period(2, 1)?)?);
+    /// let key = issue(&catalog, &owner, spec, now, &mut rng)?.key;
+    /// let mut keyring = Keyring::from_keys(Default::default(), [key.clone()])?;
+    /// // Every key of the account together: 100 a minute.
+    /// keyring.set_account_limits(account,
+    ///     vec![NamedLimit::new("account", RateLimit::per_period(100, 60)?)?])?;
+    /// assert!(keyring.admit(key.id(), now).is_ok());
+    /// assert!(keyring.admit(key.id(), now).is_ok());
+    /// // The named limit refuses the third request this second, and spends no credit for it.
+    /// assert!(matches!(keyring.admit(key.id(), now), Err(Throttled::RateLimited(_))));
+    /// let later = Timestamp::from_unix_seconds(1_001);
+    /// assert!(keyring.admit(key.id(), later).is_ok());
+    /// let spent = keyring.admit(key.id(), Timestamp::from_unix_seconds(1_002)).unwrap_err();
+    /// assert_eq!(spent.status(), 429);
+    /// assert_eq!(serde_json::to_string(&spent.body(&catalog))?,
+    ///     r#"{"error":"Usage exceeded","code":"USAGE_EXCEEDED"}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn admit(&self, id: KeyId, now: Timestamp) -> Result<(), Throttled> {
+        self.admit_costing(id, 1, now)
+    }
+
+    /// [`admit`](Self::admit), spending `cost` credits (Unkey's `cost`: an expensive operation
+    /// may cost more than one). A cost of 0 checks that no balance is overspent and spends none.
+    pub fn admit_costing(&self, id: KeyId, cost: u32, now: Timestamp) -> Result<(), Throttled> {
+        let charge = Charge {
+            chain_limits: true,
+            cost: Some(cost),
+        };
+        match self.slot_of(id) {
+            Ok(slot) => self.admit_at(slot, charge, now),
+            Err(_) => Err(refuse_unchecked(now).into()),
+        }
+    }
+
+    /// [`check_rate_limit`](Self::check_rate_limit) for the key in `slot` (found by a lookup in
+    /// this very keyring): no id lookup for the key itself.
+    pub(super) fn check_rate_limit_at(&self, slot: u32, now: Timestamp) -> Result<(), RetryAfter> {
+        let charge = Charge {
+            chain_limits: true,
+            cost: None,
+        };
+        self.admit_at(slot, charge, now)
+            .map_err(|throttled| match throttled {
+                Throttled::RateLimited(retry) => retry,
+                // Not charged without a cost; should it ever be, still a refusal.
+                Throttled::UsageExceeded(_) => refuse_unchecked(now),
+            })
+    }
+
+    /// [`admit`](Self::admit) for the key in `slot`, charging what `charge` says.
+    pub(super) fn admit_at(
+        &self,
+        slot: u32,
+        charge: Charge,
+        now: Timestamp,
+    ) -> Result<(), Throttled> {
+        let chain = self.chain_keys(slot).ok_or_else(|| refuse_unchecked(now))?;
+        let account = usize::try_from(slot)
+            .ok()
+            .and_then(|index| self.keys.get(index))
+            .and_then(|key| self.accounts.get(&key.account()));
+        if self.budgets(&chain, charge.chain_limits, account).count() > MAX_BUDGETS {
+            return Err(refuse_unchecked(now).into());
+        }
+        let mut previous = [NO_ARRIVAL; MAX_BUDGETS];
+        let mut charged = 0;
+        let budgets = self.budgets(&chain, charge.chain_limits, account);
+        for ((tat, limit), record) in budgets.zip(previous.iter_mut()) {
+            match admit(tat, limit, now) {
+                Ok(tat) => {
+                    *record = tat;
+                    charged += 1;
+                }
+                Err(retry) => {
+                    self.refund_limits(
+                        &chain,
+                        charge.chain_limits,
+                        account,
+                        &previous,
+                        charged,
+                        now,
+                    );
+                    return Err(retry.into());
+                }
+            }
+        }
+        let Some(cost) = charge.cost else {
+            return Ok(());
+        };
+        let mut periods: [Option<u32>; MAX_RATE_LIMIT_CHAIN] = [None; MAX_RATE_LIMIT_CHAIN];
+        for (&index, record) in chain.iter().flatten().zip(periods.iter_mut()) {
+            let (Some(key), Some(cell)) = (self.keys.get(index), self.cells.get(index)) else {
+                continue;
+            };
+            let Some(credits) = key.credits() else {
+                continue;
+            };
+            match cell.spend(credits, cost, key.created_at(), now) {
+                Ok(period) => *record = Some(period),
+                Err(exceeded) => {
+                    for (&index, period) in chain.iter().flatten().zip(periods.iter()) {
+                        if let (Some(period), Some(cell)) = (period, self.cells.get(index)) {
+                            cell.refund_credits(cost, *period);
+                        }
+                    }
+                    self.refund_limits(
+                        &chain,
+                        charge.chain_limits,
+                        account,
+                        &previous,
+                        charged,
+                        now,
+                    );
+                    return Err(exceeded.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back the first `charged` of the budgets, whose replaced TATs are in `previous`.
+    fn refund_limits(
+        &self,
+        chain: &[Option<usize>; MAX_RATE_LIMIT_CHAIN],
+        chain_limits: bool,
+        account: Option<&Arc<AccountLimits>>,
+        previous: &[i64; MAX_BUDGETS],
+        charged: usize,
+        now: Timestamp,
+    ) {
+        let budgets = self.budgets(chain, chain_limits, account);
+        for ((tat, limit), old) in budgets.zip(previous.iter()).take(charged) {
+            refund(tat, limit, *old, now);
+        }
+    }
+
+    /// Every rate-limit budget of a request by the first key of `chain`, in charging order.
+    fn budgets<'a>(
+        &'a self,
+        chain: &'a [Option<usize>; MAX_RATE_LIMIT_CHAIN],
+        chain_limits: bool,
+        account: Option<&'a Arc<AccountLimits>>,
+    ) -> impl Iterator<Item = (&'a AtomicI64, &'a RateLimit)> + 'a {
+        let keys = chain.iter().flatten().flat_map(move |&index| {
+            let pair = self.keys.get(index).zip(self.cells.get(index));
+            let own = pair
+                .filter(|_| chain_limits)
+                .and_then(|(key, cell)| Some((cell.tat(), key.rate_limit()?)));
+            let named = pair.into_iter().flat_map(|(key, cell)| {
+                key.limits()
+                    .iter()
+                    .zip(cell.named.iter())
+                    .map(|(named, tat)| (tat, named.limit()))
+            });
+            own.into_iter().chain(named)
+        });
+        let shared = account.into_iter().flat_map(|account| {
+            account
+                .limits
+                .iter()
+                .zip(account.tats.iter())
+                .map(|(named, tat)| (tat, named.limit()))
+        });
+        keys.chain(shared)
+    }
+
+    /// The slots of the key in `slot` and of every key up its issuing chain (an ancestor no
+    /// longer here ends it); `None` for a chain deeper than [`MAX_RATE_LIMIT_CHAIN`] or a slot
+    /// that holds no key.
+    fn chain_keys(&self, slot: u32) -> Option<[Option<usize>; MAX_RATE_LIMIT_CHAIN]> {
+        let mut chain = [None; MAX_RATE_LIMIT_CHAIN];
+        let mut next = usize::try_from(slot).ok();
+        for link in &mut chain {
+            let Some(index) = next else { break };
+            let key = self.keys.get(index)?;
+            self.cells.get(index)?;
+            *link = Some(index);
+            next = key
+                .issued_by()
+                .and_then(|parent| self.slot_of(parent).ok())
+                .and_then(|parent| usize::try_from(parent).ok());
+        }
+        next.is_none().then_some(chain)
+    }
+
+    /// Sets the limits shared by every key of `account` (Unkey's limits on an identity): at most
+    /// [`MAX_NAMED_LIMITS`], with unique names; an empty list lifts them. A limit that keeps its
+    /// name keeps its state, so re-setting the same limits changes nothing; a new one starts
+    /// with a full burst. Charged by [`admit`](Self::admit) and
+    /// [`check_rate_limit`](Self::check_rate_limit) for each key of the account.
+    pub fn set_account_limits(
+        &mut self,
+        account: AccountId,
+        limits: Vec<NamedLimit>,
+    ) -> Result<(), LimitError> {
+        check_set(&limits)?;
+        if limits.is_empty() {
+            self.accounts.remove(&account);
+            return Ok(());
+        }
+        let tats = fresh_tats();
+        if let Some(old) = self.accounts.get(&account) {
+            for (limit, tat) in limits.iter().zip(tats.iter()) {
+                let kept = old
+                    .limits
+                    .iter()
+                    .zip(old.tats.iter())
+                    .find(|(old, _)| old.name() == limit.name());
+                if let Some((_, old_tat)) = kept {
+                    tat.store(
+                        old_tat.load(core::sync::atomic::Ordering::Acquire),
+                        core::sync::atomic::Ordering::Release,
+                    );
+                }
+            }
+        }
+        self.accounts
+            .insert(account, Arc::new(AccountLimits { limits, tats }));
+        Ok(())
+    }
+
+    /// The limits shared by every key of `account`; empty if none were set.
+    pub fn account_limits(&self, account: AccountId) -> &[NamedLimit] {
+        self.accounts
+            .get(&account)
+            .map_or(&[], |limits| limits.limits.as_slice())
+    }
+}
+
+/// The refusal of a request whose budgets cannot be checked: retry in a second.
+fn refuse_unchecked(now: Timestamp) -> RetryAfter {
+    RetryAfter::after(now, Duration::from_secs(1))
+}
