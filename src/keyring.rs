@@ -189,6 +189,8 @@ pub struct Keyring {
     cap_slots: PVec<u32>,
     /// The limits every key of an account shares, and their state.
     accounts: PMap<AccountId, Arc<admit::AccountLimits>>,
+    /// The limits of accounts that have none of their own.
+    default_account_limits: Arc<[crate::limits::NamedLimit]>,
 }
 
 impl fmt::Debug for Keyring {
@@ -225,6 +227,7 @@ impl Keyring {
             caps: CreatorCaps::default(),
             cap_slots: [caps::NO_CREATOR_SLOT].into_iter().collect(),
             accounts: PMap::default(),
+            default_account_limits: Arc::new([]),
         }
     }
 
@@ -375,6 +378,7 @@ impl Keyring {
         self.index.put(None, &key, slot);
         self.slots.insert(key.id(), slot);
         self.cap_slots.push(self.caps.slot_for(key.created_by()));
+        self.meet_account(key.account());
         self.keys.push(Arc::new(key));
         self.cells.push(Arc::new(KeyCell::new(&self.endpoints)));
     }

@@ -83,7 +83,7 @@ pub use keyring::{
     AuthenticatedKey, Change, KeyState, Keyring, KeyringError, MAX_RATE_LIMIT_CHAIN, RecordChange,
     SharedKeyring, SharedStaged, Staged, Writer,
 };
-pub use limits::{LimitError, MAX_LIMIT_NAME_LEN, MAX_NAMED_LIMITS, NamedLimit, Throttled};
+pub use limits::{Budget, LimitError, MAX_LIMIT_NAME_LEN, MAX_NAMED_LIMITS, NamedLimit, Throttled};
 pub use quota::{
     Limits, MAX_PROJECT_DESCRIPTION_LEN, MAX_PROJECT_NAME_LEN, MIN_PROJECT_NAME_LEN, QuotaError,
     Tier, validate_project,

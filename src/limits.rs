@@ -3,8 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use core::fmt;
+
 use crate::credits::UsageExceeded;
+use crate::key::KeyId;
 use crate::ratelimit::{RateLimit, RetryAfter};
+use crate::scope::AccountId;
 
 /// How many named limits a key, or an account, may carry.
 pub const MAX_NAMED_LIMITS: usize = 4;
@@ -143,4 +147,30 @@ pub enum Throttled {
     /// A credit balance is spent: 429 `{"error": "Usage exceeded", "code": "USAGE_EXCEEDED"}`.
     #[error(transparent)]
     UsageExceeded(#[from] UsageExceeded),
+}
+
+/// One rate-limit budget a request is charged to, named so that a limiter kept elsewhere (Redis,
+/// shared by replicas) can keep its state: [`Keyring::rate_limit_budgets`](crate::Keyring::rate_limit_budgets).
+///
+/// Shown as `<key id>` for a key's own `rate_limit` (the form a key's budget always had),
+/// `<key id>:<name>` for a named limit and `account:<account id>:<name>` for an account's. Limit
+/// names hold no `:` and key ids are hex, so no two budgets share a form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Budget<'a> {
+    /// A key's own [`rate_limit`](crate::ApiKey::rate_limit).
+    Key(KeyId),
+    /// One of a key's [named limits](crate::ApiKey::limits).
+    Named(KeyId, &'a str),
+    /// A limit every key of an account shares.
+    Account(AccountId, &'a str),
+}
+
+impl fmt::Display for Budget<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Budget::Key(id) => write!(f, "{id}"),
+            Budget::Named(id, name) => write!(f, "{id}:{name}"),
+            Budget::Account(account, name) => write!(f, "account:{account}:{name}"),
+        }
+    }
 }

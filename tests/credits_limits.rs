@@ -440,3 +440,163 @@ fn key_requests_take_credits_and_limits_and_refuse_bad_sets_with_422() {
         "Limit names must be unique"
     );
 }
+
+#[test]
+fn default_account_limits_give_every_account_its_own_budget() {
+    let other = AccountId::from_bytes([2; 16]);
+    let (a, b) = (key(1, ACCOUNT), key(2, other));
+    let shared =
+        SharedKeyring::new(Keyring::from_keys(Default::default(), [a.clone(), b.clone()]).unwrap());
+    let mut writer = shared.writer();
+    writer
+        .set_default_account_limits(vec![named("per-account", 2, 60)])
+        .unwrap();
+    // An account met later, by a key inserted after the default was set, gets it too.
+    let third = AccountId::from_bytes([3; 16]);
+    let c = key(3, third);
+    writer.stage_insert(c.clone()).unwrap().apply();
+    // One account with limits of its own: they replace the default for it.
+    writer
+        .set_account_limits(other, vec![named("own", 1, 60)])
+        .unwrap();
+    drop(writer);
+    let ring = shared.snapshot();
+    assert_eq!(ring.account_limits(ACCOUNT)[0].name(), "per-account");
+    assert_eq!(ring.account_limits(other)[0].name(), "own");
+    assert_eq!(ring.account_limits(third)[0].name(), "per-account");
+    for (id, budget) in [(a.id(), 2), (b.id(), 1), (c.id(), 2)] {
+        for _ in 0..budget {
+            ring.admit(id, at(1_000)).unwrap();
+        }
+        assert!(ring.admit(id, at(1_000)).is_err(), "{id}");
+    }
+    // Back to the default for `other`, and the default lifted for everyone else.
+    let mut writer = shared.writer();
+    writer.set_account_limits(other, Vec::new()).unwrap();
+    assert_eq!(
+        writer.keyring().account_limits(other)[0].name(),
+        "per-account"
+    );
+    writer.set_default_account_limits(Vec::new()).unwrap();
+    drop(writer);
+    let ring = shared.snapshot();
+    assert!(ring.account_limits(other).is_empty());
+    for _ in 0..5 {
+        ring.admit(a.id(), at(1_000)).unwrap();
+    }
+}
+
+/// The budgets a limiter kept elsewhere charges are every rate limit `admit` charges, in its
+/// order, named apart: the key's own and named limits, its issuer's, then its account's.
+#[test]
+fn rate_limit_budgets_name_every_limit_admit_charges() {
+    let catalog = Catalog::read_write_delete();
+    let mut rng = StdRng::seed_from_u64(5);
+    let owner = Issuer::user(ACCOUNT, Scope::Account, catalog.all());
+    let parent = issue(
+        &catalog,
+        &owner,
+        KeySpec::named("parent")
+            .rate_limit(RateLimit::per_period(9, 60).unwrap())
+            .limit(named("daily", 1_000, 86_400)),
+        at(1_000),
+        &mut rng,
+    )
+    .unwrap()
+    .key;
+    let issuer = Issuer::key(&catalog, &parent, at(1_000)).unwrap();
+    let child = issue(
+        &catalog,
+        &issuer,
+        KeySpec::named("child").limit(named("burst", 1, 1)),
+        at(1_000),
+        &mut rng,
+    )
+    .unwrap()
+    .key;
+    let mut keyring =
+        Keyring::from_keys(Default::default(), [parent.clone(), child.clone()]).unwrap();
+    keyring
+        .set_account_limits(ACCOUNT, vec![named("account", 100, 60)])
+        .unwrap();
+    let budgets: Vec<(String, u32)> = keyring
+        .rate_limit_budgets(child.id())
+        .unwrap()
+        .map(|(budget, limit)| (budget.to_string(), limit.requests()))
+        .collect();
+    // The child inherits its parent's rate limit (a child asking for none gets its issuer's).
+    let (c, p) = (child.id(), parent.id());
+    assert_eq!(
+        budgets,
+        [
+            (format!("{c}"), 9),
+            (format!("{c}:burst"), 1),
+            (format!("{p}"), 9),
+            (format!("{p}:daily"), 1_000),
+            (format!("account:{ACCOUNT}:account"), 100),
+        ]
+    );
+    // The named `burst` of 1 a second is one of them: admit's second request in a second fails.
+    keyring.admit(child.id(), at(2_000)).unwrap();
+    assert!(keyring.admit(child.id(), at(2_000)).is_err());
+    assert!(
+        keyring
+            .rate_limit_budgets(KeyId::from_bytes([9; 16]))
+            .is_none()
+    );
+}
+
+/// A replica takes in the store's count (every replica's flushed spending) and keeps what it
+/// spent since its last flush on top: the balance then counts both replicas' spending, and the
+/// next flushes neither lose nor repeat a credit.
+#[test]
+fn a_replica_syncs_the_stores_credit_count_without_losing_its_own() {
+    let k = key(1, ACCOUNT).with_credits(Credits::new(8));
+    let replica = || Keyring::from_keys(Default::default(), [k.clone()]).unwrap();
+    let (a, b) = (replica(), replica());
+    let mut store = Usage::default();
+    let flush = |ring: &Keyring, store: &mut Usage| {
+        for (_, delta) in ring.flush_usage() {
+            store.absorb(&delta);
+        }
+    };
+    for _ in 0..3 {
+        a.admit(k.id(), at(1_000)).unwrap();
+    }
+    flush(&a, &mut store);
+    b.admit(k.id(), at(1_000)).unwrap();
+    b.admit(k.id(), at(1_000)).unwrap();
+    // B has flushed nothing: the store's 3 plus its own 2.
+    assert!(b.sync_credits(k.id(), &store));
+    assert_eq!(spent_of(&b, k.id()).unwrap().spent, 5);
+    flush(&b, &mut store);
+    assert_eq!(
+        store.credits_spent().unwrap().spent,
+        5,
+        "B's 2 counted once"
+    );
+    // A, which flushed everything, takes in B's 2; three credits are left between them.
+    assert!(a.sync_credits(k.id(), &store));
+    a.admit(k.id(), at(1_000)).unwrap();
+    flush(&a, &mut store);
+    b.sync_credits(k.id(), &store);
+    b.admit(k.id(), at(1_000)).unwrap();
+    b.admit(k.id(), at(1_000)).unwrap();
+    assert!(b.admit(k.id(), at(1_000)).is_err());
+    flush(&a, &mut store);
+    flush(&b, &mut store);
+    assert_eq!(store.credits_spent().unwrap().spent, 8);
+    // A stale count (an earlier period) changes nothing; an unknown key is reported.
+    let daily = key(2, ACCOUNT).with_credits(Credits::new(1).with_refill(1, 86_400).unwrap());
+    let usage_at = |day: i64| {
+        let ring = Keyring::from_keys(Default::default(), [daily.clone()]).unwrap();
+        ring.admit(daily.id(), at(86_400 * day)).unwrap();
+        ring.state(daily.id()).unwrap().usage
+    };
+    let ring = Keyring::from_keys(Default::default(), [daily.clone()]).unwrap();
+    ring.admit(daily.id(), at(86_400 * 3)).unwrap();
+    let before = spent_of(&ring, daily.id());
+    assert!(ring.sync_credits(daily.id(), &usage_at(2)));
+    assert_eq!(spent_of(&ring, daily.id()), before);
+    assert!(!ring.sync_credits(KeyId::from_bytes([9; 16]), &usage_at(3)));
+}

@@ -53,6 +53,9 @@ OPTIONS:
     --redis-on-error closed|local
                               when Redis cannot be reached: refuse rate-limited requests with
                               503 (closed, the default) or let each replica limit on its own
+    --account-limit NAME=REQUESTS/SECONDS
+                              a rate limit every account's keys share, each account its own
+                              budget (repeat for up to 4), e.g. per-minute=600/60; 429 once spent
     -h, --help                print this help
 
 ENVIRONMENT:

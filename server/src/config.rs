@@ -2,11 +2,12 @@
 //! timeouts, logging. [`Config::default`] is what `cargo run --example server` runs with;
 //! [`Command::parse`] reads the command line.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keygate::Tier;
+use keygate::{NamedLimit, RateLimit, Tier};
 
 /// The longest header-read timeout accepted: slow clients must not hold sockets for longer.
 pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +41,10 @@ pub struct Config {
     /// got. The bound on staleness should a notice ever be lost (see the README's "Running
     /// several replicas").
     pub resync_interval: Duration,
+    /// Rate limits every account's keys share, each account its own budget
+    /// (`--account-limit NAME=REQUESTS/SECONDS`, at most 4): keygate's
+    /// `Keyring::set_default_account_limits`.
+    pub account_limits: Vec<NamedLimit>,
 }
 
 /// Where the server stores its state (`--database`, `KEYGATE_DATABASE`).
@@ -124,6 +129,7 @@ impl Default for Config {
             redis: None,
             redis_on_error: RedisOnError::FailClosed,
             resync_interval: Duration::from_secs(30),
+            account_limits: Vec::new(),
         }
     }
 }
@@ -221,6 +227,16 @@ impl Config {
         }
         if self.resync_interval.is_zero() {
             problems.push("resync interval must be more than 0".to_owned());
+        }
+        if self.account_limits.len() > keygate::MAX_NAMED_LIMITS {
+            problems.push(format!(
+                "at most {} account limits",
+                keygate::MAX_NAMED_LIMITS
+            ));
+        }
+        let names: BTreeSet<&str> = self.account_limits.iter().map(NamedLimit::name).collect();
+        if names.len() != self.account_limits.len() {
+            problems.push("account limit names must be unique".to_owned());
         }
         problems
     }
@@ -345,6 +361,20 @@ impl Env {
     }
 }
 
+/// `NAME=REQUESTS/SECONDS`, as `--account-limit` takes it.
+fn parse_account_limit(text: &str) -> Result<NamedLimit, String> {
+    let usage = || {
+        format!("--account-limit is NAME=REQUESTS/SECONDS, such as per-minute=600/60; got {text:?}")
+    };
+    let (name, rate) = text.split_once('=').ok_or_else(usage)?;
+    let (requests, seconds) = rate.split_once('/').ok_or_else(usage)?;
+    let requests = requests.parse::<u32>().map_err(|_| usage())?;
+    let seconds = seconds.parse::<u32>().map_err(|_| usage())?;
+    let limit = RateLimit::per_period(requests, seconds)
+        .map_err(|error| format!("--account-limit {text:?}: {error}"))?;
+    NamedLimit::new(name, limit).map_err(|error| format!("--account-limit {text:?}: {error}"))
+}
+
 fn parse_redis(text: &str) -> Result<String, String> {
     if text.starts_with("redis://") && text.len() > "redis://".len() {
         Ok(text.to_owned())
@@ -415,6 +445,7 @@ fn apply(
             }
         }
         "--resync-interval" => config.resync_interval = seconds()?,
+        "--account-limit" => config.account_limits.push(parse_account_limit(value)?),
         "--log-format" => {
             *log_format = match value {
                 "text" => LogFormat::Text,
@@ -471,6 +502,27 @@ mod tests {
         assert_eq!(config.http.header_read_timeout, Duration::from_secs(4));
         assert_eq!(config.http.idle_timeout, Duration::from_secs(2));
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
+        let Ok(Command::Serve { config, .. }) = parse(&[
+            "--account-limit",
+            "per-minute=600/60",
+            "--account-limit=burst=10/1",
+        ]) else {
+            panic!("account limits parse");
+        };
+        let names: Vec<&str> = config.account_limits.iter().map(NamedLimit::name).collect();
+        assert_eq!(names, ["per-minute", "burst"]);
+        assert_eq!(config.account_limits[0].limit().requests(), 600);
+        assert!(config.problems().is_empty());
+        for bad in ["x", "x=1", "x=0/60", "x=1/0", "Bad=1/1", "x=-1/1"] {
+            assert!(parse(&["--account-limit", bad]).is_err(), "{bad}");
+        }
+        let twice = parse(&["--account-limit", "a=1/1", "--account-limit", "a=2/1"]);
+        assert!(
+            twice
+                .as_ref()
+                .is_err_and(|e| e.contains("account limit names must be unique")),
+            "{twice:?}"
+        );
         let Ok(Command::Serve { config, .. }) = parse(&["--in-memory", "--demo-accounts", "2"])
         else {
             panic!("--in-memory takes no value");

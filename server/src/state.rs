@@ -291,7 +291,8 @@ impl App {
         let write = Action::named(&catalog, "write")?;
         let delete = Action::named(&catalog, "delete")?;
         // Usage is counted per route: an index into per-key atomic counters, no string built.
-        let ring = load_keys(&*store, &catalog)?.with_endpoints(crate::ENDPOINTS);
+        let mut ring = load_keys(&*store, &catalog)?.with_endpoints(crate::ENDPOINTS);
+        ring.set_default_account_limits(config.account_limits.clone())?;
         let format = ring.format().clone();
         let mut by_account: HashMap<AccountId, BTreeSet<KeyId>> = HashMap::new();
         for key in ring.iter() {
@@ -496,16 +497,24 @@ impl App {
         let mut writer = self.keys.writer();
         let current = writer.keyring();
         let mut changes = Vec::new();
+        let mut credits = Vec::new();
         for id in ids {
             let stored = match self.store.load_key(*id)? {
-                Some(stored) => Some(self.key_of(stored)?),
+                Some(stored) => {
+                    if stored.state.usage.credits_spent().is_some() {
+                        credits.push((*id, stored.state.usage.clone()));
+                    }
+                    Some(self.key_of(stored)?)
+                }
                 None => None,
             };
             if current.get(*id) != stored.as_ref() {
                 changes.push((*id, stored));
             }
         }
-        Ok(self.apply_synced(&mut writer, changes))
+        let applied = self.apply_synced(&mut writer, changes);
+        sync_credits(&writer.keyring(), &credits);
+        Ok(applied)
     }
 
     /// Makes every key what the store holds: after a lost connection, and periodically, in case
@@ -515,9 +524,13 @@ impl App {
         let current = writer.keyring();
         let mut changes = Vec::new();
         let mut seen = std::collections::HashSet::with_capacity(current.len());
+        let mut credits = Vec::new();
         let catalog = &self.catalog;
         self.store.load_keys(&mut |stored| {
             let id = stored.record.id;
+            if stored.state.usage.credits_spent().is_some() {
+                credits.push((id, stored.state.usage.clone()));
+            }
             let key = ApiKey::from_record(stored.record, catalog)
                 .map_err(|error| keygate_store::StoreError::UnknownPermission { key: id, error })?;
             seen.insert(id);
@@ -532,7 +545,9 @@ impl App {
                 .filter(|key| !seen.contains(&key.id()))
                 .map(|key| (key.id(), None)),
         );
-        Ok(self.apply_synced(&mut writer, changes))
+        let applied = self.apply_synced(&mut writer, changes);
+        sync_credits(&writer.keyring(), &credits);
+        Ok(applied)
     }
 
     fn key_of(&self, stored: StoredKey) -> Result<ApiKey, keygate_store::StoreError> {
@@ -938,4 +953,12 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 pub(crate) fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes every replica's flushed credit spending into this keyring's balances: the store's
+/// counts, with what this replica spent since its last flush kept on top.
+fn sync_credits(ring: &Keyring, credits: &[(KeyId, Usage)]) {
+    for (id, usage) in credits {
+        ring.sync_credits(*id, usage);
+    }
 }

@@ -413,6 +413,38 @@ fn replicas_creating_projects_at_once_lose_none() {
         .expect("both replicas list every project");
 }
 
+/// Credits are spent in each replica's keyring; the store sums what the replicas flush, and each
+/// replica takes the sum in when it resyncs, so a balance counts every replica's spending, late
+/// by at most a flush and a resync.
+#[test]
+fn credits_spent_on_one_replica_count_on_the_other() {
+    let Some(database) = fresh_database() else {
+        return;
+    };
+    let quick = ["--resync-interval", "1"];
+    let a = Replica::start(&database, &quick);
+    let root = a.bootstrap.clone().unwrap();
+    let b = Replica::start(&database, &quick);
+    let (_, token) = a.create_key(
+        &root,
+        json!({"name": "metered", "permissions": ["read"], "credits": {"remaining": 6}}),
+    );
+    // B's probe spends the first credit once it knows the key; A spends two more.
+    wait_for(|| b.me(&token) != 401).expect("the key reaches B");
+    assert_eq!(a.me(&token), 200);
+    assert_eq!(a.me(&token), 200);
+    // Both flush every 2 s and resync every second: B then counts A's two.
+    thread::sleep(Duration::from_secs(4));
+    let admitted = (0..6).take_while(|_| b.me(&token) == 200).count();
+    assert_eq!(
+        admitted, 3,
+        "6 credits, 3 spent before across both replicas"
+    );
+    let (status, body) = b.call("GET", "/api_keys/me", &token, None);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "USAGE_EXCEEDED");
+}
+
 #[test]
 fn a_rate_limit_holds_once_across_replicas_with_redis() {
     let Some(database) = fresh_database() else {
@@ -452,6 +484,21 @@ fn a_rate_limit_holds_once_across_replicas_with_redis() {
         (limit - 1, 2 * limit + 1),
         "the limit holds once across both replicas"
     );
+    // A named limit holds once too: Redis charges every budget the keyring names.
+    let (_, named) = a.create_key(
+        &root,
+        json!({"name": "named", "limits": [
+            {"name": "hourly", "requests": limit, "period_seconds": 3600}
+        ]}),
+    );
+    wait_for(|| b.me(&named) != 401).expect("the key reaches B");
+    let named_admitted = (0..(3 * limit))
+        .filter(|n| {
+            let replica = if n % 2 == 0 { &a } else { &b };
+            replica.me(&named) == 200
+        })
+        .count();
+    assert_eq!(named_admitted + 1, usize::try_from(limit).unwrap());
 
     // Without Redis, each replica would have its own budget: the same spend admits more.
     let database = fresh_database().unwrap();

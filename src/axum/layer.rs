@@ -107,23 +107,24 @@ pub struct KeygateLayer {
 /// use keygate::axum::{ApiError, RateLimiter};
 /// use keygate::{AuthenticatedKey, Timestamp};
 ///
-/// /// Admits everything and says so: a real limiter asks its store for the key's chain.
+/// /// Admits everything and says so: a real limiter charges the key's budgets in its store.
 /// struct Counting;
 ///
 /// impl RateLimiter for Counting {
 ///     fn check(&self, key: Arc<AuthenticatedKey>, _now: Timestamp)
 ///         -> keygate::axum::LimitFuture {
 ///         // The budgets to charge, all or none; `None`: a chain too deep to check, refuse.
-///         let budgets = key.rate_limit_chain().map(Iterator::count);
+///         let budgets = key.rate_limit_budgets().map(Iterator::count);
 ///         Box::pin(async move { let _ = budgets; Ok::<(), ApiError>(()) })
 ///     }
 /// }
 /// ```
 pub trait RateLimiter: Send + Sync + 'static {
-    /// Charges the budgets of `key`'s rate-limit chain
-    /// ([`AuthenticatedKey::rate_limit_chain`]) at `now`, all or none: `Ok` admits the request,
-    /// an error is its response (429 with `Retry-After` for a spent budget, 503 when the
-    /// limiter cannot decide and refuses rather than admit unchecked).
+    /// Charges every rate-limit budget of `key` ([`AuthenticatedKey::rate_limit_budgets`]: its
+    /// own limit and named ones up its issuing chain, its account's) at `now`, all or none: `Ok`
+    /// admits the request, an error is its response (429 with `Retry-After` for a spent budget,
+    /// 503 when the limiter cannot decide and refuses rather than admit unchecked). The layer
+    /// then spends the key's credits in the keyring ([`AuthenticatedKey::spend_credits`]).
     fn check(&self, key: Arc<AuthenticatedKey>, now: Timestamp) -> LimitFuture;
 }
 
@@ -273,11 +274,10 @@ where
         Box::pin(async move {
             let admitted = match limit {
                 Limit::Decided(admitted) => admitted,
-                // The shared limiter charged the rate-limit chain; the named and account limits
-                // and the credits are this keyring's. Refused here, the shared charge stays:
-                // over-charging, never under.
+                // The shared limiter charged the rate limits; the credits are this keyring's.
+                // Refused here, the shared charge stays: over-charging, never under.
                 Limit::Pending(check) => check.await.and_then(|()| {
-                    key.admit_beyond_rate_limit_chain(now)
+                    key.spend_credits(now)
                         .map_err(|refused| ApiError::refusal(&refused, &catalog))
                 }),
             };

@@ -2,7 +2,7 @@
 //! key up its issuing chain (each key's own limit and its named ones), its account's limits, then
 //! the credits along the chain. All or none: a refusal gives back what was charged.
 
-use core::sync::atomic::AtomicI64;
+use core::sync::atomic::{AtomicI64, Ordering};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use super::Keyring;
 use super::state::MAX_RATE_LIMIT_CHAIN;
 use super::state::{NO_ARRIVAL, admit, fresh_tats, refund};
 use crate::key::KeyId;
-use crate::limits::{LimitError, MAX_NAMED_LIMITS, NamedLimit, Throttled, check_set};
+use crate::limits::{Budget, LimitError, MAX_NAMED_LIMITS, NamedLimit, Throttled, check_set};
 use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::scope::AccountId;
 use crate::timestamp::Timestamp;
@@ -24,14 +24,41 @@ const MAX_BUDGETS: usize = MAX_RATE_LIMIT_CHAIN * (1 + MAX_NAMED_LIMITS) + MAX_N
 pub(super) struct AccountLimits {
     limits: Vec<NamedLimit>,
     tats: [AtomicI64; MAX_NAMED_LIMITS],
+    /// Set for this account ([`Keyring::set_account_limits`]), not the keyring's default.
+    explicit: bool,
+}
+
+impl AccountLimits {
+    /// `limits`, keeping the state of every limit of `old` that has the same name (a new one
+    /// starts with a full burst).
+    fn carrying_over(limits: Vec<NamedLimit>, old: Option<&AccountLimits>, explicit: bool) -> Self {
+        let tats = fresh_tats();
+        for (limit, tat) in limits.iter().zip(tats.iter()) {
+            let kept = old.and_then(|old| {
+                old.limits
+                    .iter()
+                    .zip(old.tats.iter())
+                    .find(|(old, _)| old.name() == limit.name())
+            });
+            if let Some((_, old_tat)) = kept {
+                tat.store(old_tat.load(Ordering::Acquire), Ordering::Release);
+            }
+        }
+        Self {
+            limits,
+            tats,
+            explicit,
+        }
+    }
 }
 
 /// What to charge.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Charge {
-    /// The `rate_limit` of each key up the chain: left out when a shared limiter
-    /// ([`Keyring::rate_limit_chain`]) charges those.
+    /// The `rate_limit` of each key up the chain.
     pub(super) chain_limits: bool,
+    /// The named limits up the chain and the account's.
+    pub(super) other_limits: bool,
     /// Credits to spend along the chain; `None`: rate limits only.
     pub(super) cost: Option<u32>,
 }
@@ -40,6 +67,13 @@ impl Charge {
     /// Everything, one credit.
     pub(super) const ALL: Charge = Charge {
         chain_limits: true,
+        other_limits: true,
+        cost: Some(1),
+    };
+    /// What is left once a limiter kept elsewhere has charged every rate limit: the credits.
+    pub(super) const CREDITS_ONLY: Charge = Charge {
+        chain_limits: false,
+        other_limits: false,
         cost: Some(1),
     };
 }
@@ -100,8 +134,8 @@ impl Keyring {
     /// may cost more than one). A cost of 0 checks that no balance is overspent and spends none.
     pub fn admit_costing(&self, id: KeyId, cost: u32, now: Timestamp) -> Result<(), Throttled> {
         let charge = Charge {
-            chain_limits: true,
             cost: Some(cost),
+            ..Charge::ALL
         };
         match self.slot_of(id) {
             Ok(slot) => self.admit_at(slot, charge, now),
@@ -113,8 +147,8 @@ impl Keyring {
     /// this very keyring): no id lookup for the key itself.
     pub(super) fn check_rate_limit_at(&self, slot: u32, now: Timestamp) -> Result<(), RetryAfter> {
         let charge = Charge {
-            chain_limits: true,
             cost: None,
+            ..Charge::ALL
         };
         self.admit_at(slot, charge, now)
             .map_err(|throttled| match throttled {
@@ -132,31 +166,21 @@ impl Keyring {
         now: Timestamp,
     ) -> Result<(), Throttled> {
         let chain = self.chain_keys(slot).ok_or_else(|| refuse_unchecked(now))?;
-        let account = usize::try_from(slot)
-            .ok()
-            .and_then(|index| self.keys.get(index))
-            .and_then(|key| self.accounts.get(&key.account()));
-        if self.budgets(&chain, charge.chain_limits, account).count() > MAX_BUDGETS {
+        let account = self.account_of(slot, charge);
+        if self.budgets(chain, charge, account).count() > MAX_BUDGETS {
             return Err(refuse_unchecked(now).into());
         }
         let mut previous = [NO_ARRIVAL; MAX_BUDGETS];
         let mut charged = 0;
-        let budgets = self.budgets(&chain, charge.chain_limits, account);
-        for ((tat, limit), record) in budgets.zip(previous.iter_mut()) {
+        let budgets = self.budgets(chain, charge, account);
+        for ((_, tat, limit), record) in budgets.zip(previous.iter_mut()) {
             match admit(tat, limit, now) {
                 Ok(tat) => {
                     *record = tat;
                     charged += 1;
                 }
                 Err(retry) => {
-                    self.refund_limits(
-                        &chain,
-                        charge.chain_limits,
-                        account,
-                        &previous,
-                        charged,
-                        now,
-                    );
+                    self.refund_limits(&chain, charge, account, &previous, charged, now);
                     return Err(retry.into());
                 }
             }
@@ -180,14 +204,7 @@ impl Keyring {
                             cell.refund_credits(cost, *period);
                         }
                     }
-                    self.refund_limits(
-                        &chain,
-                        charge.chain_limits,
-                        account,
-                        &previous,
-                        charged,
-                        now,
-                    );
+                    self.refund_limits(&chain, charge, account, &previous, charged, now);
                     return Err(exceeded.into());
                 }
             }
@@ -199,14 +216,14 @@ impl Keyring {
     fn refund_limits(
         &self,
         chain: &[Option<usize>; MAX_RATE_LIMIT_CHAIN],
-        chain_limits: bool,
-        account: Option<&Arc<AccountLimits>>,
+        charge: Charge,
+        account: Option<(AccountId, &Arc<AccountLimits>)>,
         previous: &[i64; MAX_BUDGETS],
         charged: usize,
         now: Timestamp,
     ) {
-        let budgets = self.budgets(chain, chain_limits, account);
-        for ((tat, limit), old) in budgets.zip(previous.iter()).take(charged) {
+        let budgets = self.budgets(*chain, charge, account);
+        for ((_, tat, limit), old) in budgets.zip(previous.iter()).take(charged) {
             refund(tat, limit, *old, now);
         }
     }
@@ -214,31 +231,77 @@ impl Keyring {
     /// Every rate-limit budget of a request by the first key of `chain`, in charging order.
     fn budgets<'a>(
         &'a self,
-        chain: &'a [Option<usize>; MAX_RATE_LIMIT_CHAIN],
-        chain_limits: bool,
-        account: Option<&'a Arc<AccountLimits>>,
-    ) -> impl Iterator<Item = (&'a AtomicI64, &'a RateLimit)> + 'a {
-        let keys = chain.iter().flatten().flat_map(move |&index| {
+        chain: [Option<usize>; MAX_RATE_LIMIT_CHAIN],
+        charge: Charge,
+        account: Option<(AccountId, &'a Arc<AccountLimits>)>,
+    ) -> impl Iterator<Item = (Budget<'a>, &'a AtomicI64, &'a RateLimit)> + 'a {
+        let keys = chain.into_iter().flatten().flat_map(move |index| {
             let pair = self.keys.get(index).zip(self.cells.get(index));
             let own = pair
-                .filter(|_| chain_limits)
-                .and_then(|(key, cell)| Some((cell.tat(), key.rate_limit()?)));
-            let named = pair.into_iter().flat_map(|(key, cell)| {
-                key.limits()
-                    .iter()
-                    .zip(cell.named.iter())
-                    .map(|(named, tat)| (tat, named.limit()))
-            });
+                .filter(|_| charge.chain_limits)
+                .and_then(|(key, cell)| {
+                    Some((Budget::Key(key.id()), cell.tat(), key.rate_limit()?))
+                });
+            let named = pair
+                .filter(|_| charge.other_limits)
+                .into_iter()
+                .flat_map(|(key, cell)| {
+                    key.limits()
+                        .iter()
+                        .zip(cell.named.iter())
+                        .map(move |(named, tat)| {
+                            (Budget::Named(key.id(), named.name()), tat, named.limit())
+                        })
+                });
             own.into_iter().chain(named)
         });
-        let shared = account.into_iter().flat_map(|account| {
+        let shared = account.into_iter().flat_map(|(id, account)| {
             account
                 .limits
                 .iter()
                 .zip(account.tats.iter())
-                .map(|(named, tat)| (tat, named.limit()))
+                .map(move |(named, tat)| (Budget::Account(id, named.name()), tat, named.limit()))
         });
         keys.chain(shared)
+    }
+
+    /// Every rate-limit budget a request by the key with this id is charged to, in the order
+    /// [`admit`](Self::admit) charges them, named for a limiter that keeps their state elsewhere
+    /// (keygate-store's Redis limiter, shared by replicas): each key's own limit and named ones
+    /// up the issuing chain, then the account's. At most 84, no allocation. `None` where `admit`
+    /// refuses without charging anything (an unknown id, a chain deeper than
+    /// [`MAX_RATE_LIMIT_CHAIN`]): refuse too. Credits are not budgets of this kind: see
+    /// [`AuthenticatedKey::spend_credits`](crate::AuthenticatedKey::spend_credits).
+    pub fn rate_limit_budgets(
+        &self,
+        id: KeyId,
+    ) -> Option<impl Iterator<Item = (Budget<'_>, RateLimit)> + '_> {
+        self.budgets_at(self.slot_of(id).ok()?)
+    }
+
+    /// [`rate_limit_budgets`](Self::rate_limit_budgets) for the key in `slot`.
+    pub(super) fn budgets_at(
+        &self,
+        slot: u32,
+    ) -> Option<impl Iterator<Item = (Budget<'_>, RateLimit)> + '_> {
+        let chain = self.chain_keys(slot)?;
+        let account = self.account_of(slot, Charge::ALL);
+        Some(
+            self.budgets(chain, Charge::ALL, account)
+                .map(|(budget, _, limit)| (budget, *limit)),
+        )
+    }
+
+    /// The account limits of the key in `slot`, when `charge` takes them.
+    fn account_of(&self, slot: u32, charge: Charge) -> Option<(AccountId, &Arc<AccountLimits>)> {
+        let key = usize::try_from(slot)
+            .ok()
+            .and_then(|index| self.keys.get(index))?;
+        let account = key.account();
+        self.accounts
+            .get(&account)
+            .filter(|_| charge.other_limits)
+            .map(|limits| (account, limits))
     }
 
     /// The slots of the key in `slot` and of every key up its issuing chain (an ancestor no
@@ -261,10 +324,12 @@ impl Keyring {
     }
 
     /// Sets the limits shared by every key of `account` (Unkey's limits on an identity): at most
-    /// [`MAX_NAMED_LIMITS`], with unique names; an empty list lifts them. A limit that keeps its
-    /// name keeps its state, so re-setting the same limits changes nothing; a new one starts
-    /// with a full burst. Charged by [`admit`](Self::admit) and
-    /// [`check_rate_limit`](Self::check_rate_limit) for each key of the account.
+    /// [`MAX_NAMED_LIMITS`], with unique names. They replace the keyring's default
+    /// ([`set_default_account_limits`](Self::set_default_account_limits)) for this account; an
+    /// empty list goes back to the default. A limit that keeps its name keeps its state, so
+    /// re-setting the same limits changes nothing; a new one starts with a full burst. Charged by
+    /// [`admit`](Self::admit) and [`check_rate_limit`](Self::check_rate_limit) for each key of
+    /// the account.
     pub fn set_account_limits(
         &mut self,
         account: AccountId,
@@ -273,34 +338,62 @@ impl Keyring {
         check_set(&limits)?;
         if limits.is_empty() {
             self.accounts.remove(&account);
+            self.apply_default(account);
             return Ok(());
         }
-        let tats = fresh_tats();
-        if let Some(old) = self.accounts.get(&account) {
-            for (limit, tat) in limits.iter().zip(tats.iter()) {
-                let kept = old
-                    .limits
-                    .iter()
-                    .zip(old.tats.iter())
-                    .find(|(old, _)| old.name() == limit.name());
-                if let Some((_, old_tat)) = kept {
-                    tat.store(
-                        old_tat.load(core::sync::atomic::Ordering::Acquire),
-                        core::sync::atomic::Ordering::Release,
-                    );
-                }
-            }
-        }
-        self.accounts
-            .insert(account, Arc::new(AccountLimits { limits, tats }));
+        let cell =
+            AccountLimits::carrying_over(limits, self.accounts.get(&account).map(|a| &**a), true);
+        self.accounts.insert(account, Arc::new(cell));
         Ok(())
     }
 
-    /// The limits shared by every key of `account`; empty if none were set.
+    /// Sets the limits every account's keys share unless the account has its own
+    /// ([`set_account_limits`](Self::set_account_limits)): each account gets its own budget of
+    /// each (100 a minute per account, say, whatever its number of keys). At most
+    /// [`MAX_NAMED_LIMITS`], with unique names; an empty list lifts them. Accounts met later (a
+    /// key of a new account inserted) get them too. O(number of keys): a start-up setting.
+    pub fn set_default_account_limits(
+        &mut self,
+        limits: Vec<NamedLimit>,
+    ) -> Result<(), LimitError> {
+        check_set(&limits)?;
+        self.default_account_limits = Arc::from(limits);
+        let accounts: std::collections::BTreeSet<AccountId> =
+            self.keys.iter().skip(1).map(|key| key.account()).collect();
+        for account in accounts {
+            self.apply_default(account);
+        }
+        Ok(())
+    }
+
+    /// The limits every key of `account` shares, its own or the default; empty if none.
     pub fn account_limits(&self, account: AccountId) -> &[NamedLimit] {
         self.accounts
             .get(&account)
             .map_or(&[], |limits| limits.limits.as_slice())
+    }
+
+    /// Gives `account` the default limits unless it has its own; none when there is no default.
+    fn apply_default(&mut self, account: AccountId) {
+        let old = self.accounts.get(&account).cloned();
+        if old.as_ref().is_some_and(|old| old.explicit) {
+            return;
+        }
+        if self.default_account_limits.is_empty() {
+            self.accounts.remove(&account);
+            return;
+        }
+        let limits = self.default_account_limits.to_vec();
+        let cell = AccountLimits::carrying_over(limits, old.as_deref(), false);
+        self.accounts.insert(account, Arc::new(cell));
+    }
+
+    /// Makes sure a key of `account` being put in finds its account's default limits. Part of
+    /// applying a change.
+    pub(super) fn meet_account(&mut self, account: AccountId) {
+        if !self.default_account_limits.is_empty() && !self.accounts.contains_key(&account) {
+            self.apply_default(account);
+        }
     }
 }
 

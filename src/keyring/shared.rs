@@ -308,6 +308,17 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
+    /// Sets the keyring's default account limits ([`Keyring::set_default_account_limits`])
+    /// and publishes them at once.
+    pub fn set_default_account_limits(
+        &mut self,
+        limits: Vec<crate::limits::NamedLimit>,
+    ) -> Result<(), crate::limits::LimitError> {
+        self.next().set_default_account_limits(limits)?;
+        self.publish();
+        Ok(())
+    }
+
     fn publish(&mut self) {
         if let Some(next) = self.next.take() {
             self.shared.current.store(Arc::new(next));
@@ -441,21 +452,28 @@ impl AuthenticatedKey {
     /// [`Keyring::admit_costing`] for this key.
     pub fn admit_costing(&self, cost: u32, now: Timestamp) -> Result<(), Throttled> {
         let charge = Charge {
-            chain_limits: true,
             cost: Some(cost),
+            ..Charge::ALL
         };
         self.snapshot.admit_at(self.slot, charge, now)
     }
 
-    /// [`admit`](Self::admit) without the budgets of [`rate_limit_chain`](Self::rate_limit_chain):
-    /// what is left to charge here once a limiter kept elsewhere (in Redis, say) has charged
-    /// those. The named limits, the account's limits and the credits stay in this keyring.
-    pub fn admit_beyond_rate_limit_chain(&self, now: Timestamp) -> Result<(), Throttled> {
-        let charge = Charge {
-            chain_limits: false,
-            cost: Some(1),
-        };
-        self.snapshot.admit_at(self.slot, charge, now)
+    /// [`admit`](Self::admit)'s credits alone: what is left to charge here once a limiter kept
+    /// elsewhere (in Redis, say) has charged every rate limit
+    /// ([`rate_limit_budgets`](Self::rate_limit_budgets)). Credits stay in each replica's
+    /// keyring (summed across replicas by the store as usage).
+    pub fn spend_credits(&self, now: Timestamp) -> Result<(), Throttled> {
+        self.snapshot.admit_at(self.slot, Charge::CREDITS_ONLY, now)
+    }
+
+    /// [`Keyring::rate_limit_budgets`] for this key: every rate limit a request charges, named,
+    /// for a limiter kept elsewhere. `None` where the keyring's own limiter refuses without
+    /// charging (a chain deeper than [`MAX_RATE_LIMIT_CHAIN`](crate::MAX_RATE_LIMIT_CHAIN)):
+    /// refuse too.
+    pub fn rate_limit_budgets(
+        &self,
+    ) -> Option<impl Iterator<Item = (crate::limits::Budget<'_>, RateLimit)> + '_> {
+        self.snapshot.budgets_at(self.slot)
     }
 
     /// [`Keyring::rate_limit_chain`] for this key: the budgets a request charges (its own limit

@@ -246,6 +246,43 @@ impl KeyCell {
         delta
     }
 
+    /// Takes in a store's credit count (every replica's flushed spend), keeping what this cell
+    /// spent since its last flush: the way replicas see each other's spending between restarts.
+    /// A count of an earlier period than this cell's is stale, and ignored.
+    fn sync_credits(&self, stored: CreditsSpent) {
+        let mut settled = self.settled();
+        let flushed = settled.credits_spent();
+        let mut current = self.credits.load(Ordering::Acquire);
+        loop {
+            let live = unpack(current);
+            if current != 0 && stored.period < live.period {
+                return;
+            }
+            // What this cell spent that no store has seen yet, in the stored count's period.
+            let unflushed = match flushed {
+                _ if current == 0 || live.period < stored.period => 0,
+                Some(flushed) if flushed.period == live.period => {
+                    live.spent.saturating_sub(flushed.spent)
+                }
+                _ => live.spent,
+            };
+            let next = CreditsSpent {
+                period: stored.period,
+                spent: stored.spent.saturating_add(unflushed),
+            };
+            match self.credits.compare_exchange_weak(
+                current,
+                pack(next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        settled.set_credits_spent(Some(stored));
+    }
+
     /// The live credit count, if the key ever spent a credit or loaded a count.
     fn credits_spent(&self) -> Option<CreditsSpent> {
         let word = self.credits.load(Ordering::Acquire);
@@ -493,6 +530,21 @@ impl Keyring {
     /// here.
     pub fn restore_state(&self, id: KeyId, state: &KeyState) -> bool {
         self.cell_of(id).map(|cell| cell.restore(state)).is_some()
+    }
+
+    /// Takes in a store's credit count for the key with this id (from
+    /// [`Usage::credits_spent`] of what the store holds, every replica's flushed spending), and
+    /// keeps what this keyring spent since its last flush. What a replica calls when it reloads
+    /// keys from a shared store, so that its balances come to include the other replicas'
+    /// spending. Returns whether the key is here.
+    pub fn sync_credits(&self, id: KeyId, stored: &Usage) -> bool {
+        let Some(cell) = self.cell_of(id) else {
+            return false;
+        };
+        if let Some(spent) = stored.credits_spent() {
+            cell.sync_credits(spent);
+        }
+        true
     }
 
     /// Moves every key's usage counted since the last flush into its settled usage, and returns

@@ -96,7 +96,7 @@ mod store;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{
-    LimitRefusal, OnRedisError, RedisLimitError, RedisLimiterConfig, RedisRateLimiter,
+    LimitRefusal, MAX_BUDGETS, OnRedisError, RedisLimitError, RedisLimiterConfig, RedisRateLimiter,
 };
 pub use commit::{Commit, Document, DocumentWrite, KeyWrite};
 pub use error::StoreError;

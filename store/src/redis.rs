@@ -3,17 +3,21 @@
 //! keygate's own limiter ([`Keyring::check_rate_limit`](keygate::Keyring::check_rate_limit))
 //! keeps each key's state in the replica's memory, so N replicas admit N times a key's limit.
 //! [`RedisRateLimiter`] keeps that state in Redis instead and makes the same decisions: the same
-//! integer-microsecond arithmetic ([`RateLimit::check`]), the same chain (the key and every
-//! rate-limited ancestor up its `issued_by` chain, charged all or nothing), the same
-//! [`RetryAfter`], so the 429 body and `Retry-After` header do not change.
+//! integer-microsecond arithmetic ([`RateLimit::check`]), the same budgets (the key's own limit
+//! and named limits, those of every key up its `issued_by` chain, and its account's, charged all
+//! or nothing: [`Keyring::rate_limit_budgets`](keygate::Keyring::rate_limit_budgets)), the same
+//! [`RetryAfter`], so the 429 body and `Retry-After` header do not change. Credits are not rate
+//! limits: each replica's keyring spends them, and the store sums what the replicas spent.
 //!
 //! # How
 //!
 //! One Lua script (`src/redis/gcra.lua`), run atomically by Redis: one round trip per request,
-//! whatever the chain's length. It is sent by its SHA-1 (`EVALSHA`) and loaded on a `NOSCRIPT`
-//! reply (after a Redis restart or failover), by the `redis` crate's [`redis::Script`]. Each key's
-//! theoretical arrival time (TAT) is one Redis string, `<prefix><key id in hex>` (by default
-//! `keygate:rl:0123…`), holding the TAT as decimal microseconds since the epoch. Each write sets
+//! whatever the number of budgets. It is sent by its SHA-1 (`EVALSHA`) and loaded on a
+//! `NOSCRIPT` reply (after a Redis restart or failover), by the `redis` crate's
+//! [`redis::Script`]. Each budget's theoretical arrival time (TAT) is one Redis string, the
+//! prefix and the budget's name ([`keygate::Budget`]: by default `keygate:rl:0123…` for a key's
+//! own limit, `keygate:rl:0123…:per-day` for a named one, `keygate:rl:account:7:per-minute` for
+//! an account's), holding the TAT as decimal microseconds since the epoch. Each write sets
 //! an expiry for when the TAT has passed, plus [`RedisLimiterConfig::expiry_margin`]: by then
 //! the budget is full again, exactly as if the key had never been used, so idle keys cost
 //! nothing. (The script does its arithmetic on exact `(seconds, microseconds)` pairs, because
@@ -41,10 +45,10 @@
 //!   [`LimitRefusal::Unavailable`], which a server answers with 503. No budget is ever exceeded,
 //!   and the API is down while Redis is.
 //! * [`OnRedisError::FallBackToLocal`]: the replica's own limiter decides
-//!   ([`Keyring::check_rate_limit`](keygate::Keyring::check_rate_limit)). The API stays up, but
-//!   each replica then grants the whole budget by itself (N replicas: N times the limit), from a
-//!   local state that has not seen the requests Redis counted. [`RedisRateLimiter::fallbacks`]
-//!   counts these, for a metric or an alert.
+//!   ([`Keyring::check_rate_limit`](keygate::Keyring::check_rate_limit)). The API stays up,
+//!   but each replica then grants the whole budget by itself (N replicas: N times the limit),
+//!   from a local state that has not seen the requests Redis counted.
+//!   [`RedisRateLimiter::fallbacks`] counts these, for a metric or an alert.
 //!
 //! # Not supported
 //!
@@ -230,13 +234,15 @@ impl RedisRateLimiter {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
-    /// The whole per-request decision for the key with this id at `now`: its chain of budgets
-    /// from the keyring ([`Keyring::rate_limit_chain`](keygate::Keyring::rate_limit_chain)),
-    /// charged in Redis all or nothing. A key with no limit up its chain is admitted without a
-    /// round trip; an unknown id or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`] is refused
-    /// (retry in a second), as keygate refuses them. When Redis cannot decide,
-    /// [`RedisLimiterConfig::on_error`] does: [`LimitRefusal::Unavailable`], or keygate's
-    /// in-process limiter.
+    /// The rate-limit decision for the key with this id at `now`: every budget the keyring
+    /// names for it ([`Keyring::rate_limit_budgets`](keygate::Keyring::rate_limit_budgets): its
+    /// own limit and named ones up its issuing chain, then its account's), charged in Redis all
+    /// or nothing. A key with no limit anywhere is admitted without a round trip; an unknown id
+    /// or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`] is refused (retry in a second), as keygate
+    /// refuses them. When Redis cannot decide, [`RedisLimiterConfig::on_error`] does:
+    /// [`LimitRefusal::Unavailable`], or keygate's in-process limiter. Credits are not charged
+    /// here: they stay in each replica's keyring
+    /// ([`AuthenticatedKey::spend_credits`](keygate::AuthenticatedKey::spend_credits)).
     pub async fn check(
         &self,
         keys: &SharedKeyring,
@@ -244,16 +250,15 @@ impl RedisRateLimiter {
         now: Timestamp,
     ) -> Result<(), LimitRefusal> {
         // Copied out of the snapshot: the snapshot is not held across the round trip.
-        let chain: Option<Vec<(KeyId, RateLimit)>> =
-            keys.read(|ring| Some(ring.rate_limit_chain(id)?.collect()));
-        self.decide(chain, now, || {
+        let budgets = keys.read(|ring| ring.rate_limit_budgets(id).map(named_budgets));
+        self.decide(budgets, now, || {
             keys.read(|ring| ring.check_rate_limit(id, now))
         })
         .await
     }
 
-    /// [`check`](Self::check) for a key a [`SharedKeyring`] authenticated: its chain is read from
-    /// the snapshot it was found in, and a fallback to the local limiter
+    /// [`check`](Self::check) for a key a [`SharedKeyring`] authenticated: its budgets are read
+    /// from the snapshot it was found in, and a fallback to the local limiter
     /// ([`OnRedisError::FallBackToLocal`]) charges that snapshot's state.
     pub async fn check_key(
         &self,
@@ -261,22 +266,23 @@ impl RedisRateLimiter {
         now: Timestamp,
     ) -> Result<(), LimitRefusal> {
         // Copied out: nothing of the snapshot is read across the round trip.
-        let chain: Option<Vec<(KeyId, RateLimit)>> = key.rate_limit_chain().map(Iterator::collect);
-        self.decide(chain, now, || key.check_rate_limit(now)).await
+        let budgets = key.rate_limit_budgets().map(named_budgets);
+        self.decide(budgets, now, || key.check_rate_limit(now))
+            .await
     }
 
-    /// Charges `chain` in Redis (`None`: a chain keygate refuses to check, refused too), with
+    /// Charges `budgets` in Redis (`None`: a chain keygate refuses to check, refused too), with
     /// [`RedisLimiterConfig::on_error`] applied: `local` is the replica's own limiter.
     async fn decide(
         &self,
-        chain: Option<Vec<(KeyId, RateLimit)>>,
+        budgets: Option<Vec<(String, RateLimit)>>,
         now: Timestamp,
         local: impl FnOnce() -> Result<(), RetryAfter>,
     ) -> Result<(), LimitRefusal> {
-        let Some(chain) = chain else {
+        let Some(budgets) = budgets else {
             return Err(RetryAfter::after(now, Duration::from_secs(1)).into());
         };
-        match self.check_chain(&chain, now).await {
+        match self.check_budgets(&budgets, now).await {
             Ok(decision) => decision.map_err(LimitRefusal::RateLimited),
             Err(error) => match self.config.on_error {
                 OnRedisError::FailClosed => Err(LimitRefusal::Unavailable(error)),
@@ -288,15 +294,9 @@ impl RedisRateLimiter {
         }
     }
 
-    /// One all-or-nothing GCRA step on these budgets at `now`, in one round trip: `Ok(Ok(()))`
-    /// when every budget admits the request (each is charged), `Ok(Err(retry))` when one refuses
-    /// (none is charged; `retry` is the first refusing budget's, in chain order), `Err` when
-    /// Redis could not decide (nothing is known to be charged; [`RedisLimiterConfig::on_error`]
-    /// is not applied here, the caller decides).
-    ///
-    /// `chain` is the key's own limit first, then its ancestors', as
-    /// [`Keyring::rate_limit_chain`](keygate::Keyring::rate_limit_chain) gives it; a budget
-    /// named twice is charged twice. An empty chain is admitted without a round trip; one longer
+    /// [`check_budgets`](Self::check_budgets) on a chain of keys' own limits, each budget named
+    /// by its key id: the key's own limit first, then its ancestors', as
+    /// [`Keyring::rate_limit_chain`](keygate::Keyring::rate_limit_chain) gives it. One longer
     /// than [`MAX_RATE_LIMIT_CHAIN`] is refused (retry in a second), as keygate refuses a chain
     /// it cannot check.
     pub async fn check_chain(
@@ -304,19 +304,45 @@ impl RedisRateLimiter {
         chain: &[(KeyId, RateLimit)],
         now: Timestamp,
     ) -> Result<Result<(), RetryAfter>, RedisLimitError> {
-        if chain.is_empty() {
+        if chain.len() > MAX_RATE_LIMIT_CHAIN {
+            return Ok(Err(RetryAfter::after(now, Duration::from_secs(1))));
+        }
+        let budgets: Vec<(String, RateLimit)> = chain
+            .iter()
+            .map(|(id, limit)| (keygate::Budget::Key(*id).to_string(), *limit))
+            .collect();
+        self.check_budgets(&budgets, now).await
+    }
+
+    /// One all-or-nothing GCRA step on these budgets at `now`, in one round trip: `Ok(Ok(()))`
+    /// when every budget admits the request (each is charged), `Ok(Err(retry))` when one refuses
+    /// (none is charged; `retry` is the first refusing budget's, in order), `Err` when Redis
+    /// could not decide (nothing is known to be charged; [`RedisLimiterConfig::on_error`] is not
+    /// applied here, the caller decides).
+    ///
+    /// Each budget is named as [`keygate::Budget`] shows it (`<key id>`, `<key id>:<name>`,
+    /// `account:<account id>:<name>`) and kept in Redis under the configured prefix and that
+    /// name; a budget named twice is charged twice. An empty list is admitted without a round
+    /// trip; one longer than keygate could ever ask for ([`MAX_BUDGETS`]) is refused (retry in a
+    /// second).
+    pub async fn check_budgets(
+        &self,
+        budgets: &[(String, RateLimit)],
+        now: Timestamp,
+    ) -> Result<Result<(), RetryAfter>, RedisLimitError> {
+        if budgets.is_empty() {
             return Ok(Ok(()));
         }
-        if chain.len() > MAX_RATE_LIMIT_CHAIN {
+        if budgets.len() > MAX_BUDGETS {
             return Ok(Err(RetryAfter::after(now, Duration::from_secs(1))));
         }
         let mut invocation = self.script.prepare_invoke();
         invocation
             .arg(now.unix_micros())
             .arg(u64::try_from(self.config.expiry_margin.as_millis()).unwrap_or(u64::MAX));
-        for (id, limit) in chain {
+        for (name, limit) in budgets {
             invocation
-                .key(format!("{}{id}", self.config.key_prefix))
+                .key(format!("{}{name}", self.config.key_prefix))
                 .arg(limit.interval_micros())
                 .arg(limit.tolerance_micros());
         }
@@ -329,6 +355,20 @@ impl RedisRateLimiter {
         .map_err(|_| RedisLimitError::Timeout(self.config.timeout))??;
         decode(&reply, now)
     }
+}
+
+/// The most budgets keygate charges one request to: a full chain of keys, each with its own
+/// limit and a full set of named ones, and a full set of account limits.
+pub const MAX_BUDGETS: usize =
+    MAX_RATE_LIMIT_CHAIN * (1 + keygate::MAX_NAMED_LIMITS) + keygate::MAX_NAMED_LIMITS;
+
+/// Budgets as the script names them.
+fn named_budgets<'a>(
+    budgets: impl Iterator<Item = (keygate::Budget<'a>, RateLimit)>,
+) -> Vec<(String, RateLimit)> {
+    budgets
+        .map(|(budget, limit)| (budget.to_string(), limit))
+        .collect()
 }
 
 /// The script's reply: `[1]`, or `[0, at]` with `at` decimal i64 microseconds.

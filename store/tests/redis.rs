@@ -282,6 +282,69 @@ fn replicas_share_one_budget() {
     });
 }
 
+/// Named limits and account limits hold once across replicas too: every budget the keyring
+/// names is charged in Redis, under its own name.
+#[test]
+fn named_and_account_limits_are_shared_by_replicas() {
+    let Some(url) = redis_url() else { return };
+    runtime().block_on(async {
+        let prefix = unique_prefix();
+        let named = |name: &str, requests: u32| {
+            keygate::NamedLimit::new(name, limit(requests, 3_600, requests)).unwrap()
+        };
+        let mut keys = chain_of_keys(&[Some(limit(100, 60, 100)), None]);
+        keys[0] = keys[0]
+            .clone()
+            .with_limits(vec![named("hourly", 3)])
+            .unwrap();
+        // Another key of the same account, with no limit of its own.
+        let other = ApiKey::new(
+            KeyId::from_bytes([42; 16]),
+            "other",
+            AccountId::from_u64(1),
+            Scope::Account,
+            Catalog::read_write_delete().all(),
+            TokenHash::of("idc_test_other"),
+            Timestamp::EPOCH,
+        );
+        let replica = |keys: &[ApiKey]| {
+            let mut ring = Keyring::from_keys(Default::default(), keys.iter().cloned()).unwrap();
+            ring.set_default_account_limits(vec![named("per-account", 5)])
+                .unwrap();
+            SharedKeyring::new(ring)
+        };
+        let (ring_a, ring_b) = (replica(&keys), replica(&keys));
+        let a = RedisRateLimiter::connect(&url, config(&prefix))
+            .await
+            .unwrap();
+        let b = RedisRateLimiter::connect(&url, config(&prefix))
+            .await
+            .unwrap();
+        let now = at(1_800_000_000);
+        let (parent, child) = (keys[0].id(), keys[1].id());
+        // The parent's `hourly` of 3 holds across both replicas, charged by its child too.
+        assert!(a.check(&ring_a, child, now).await.is_ok());
+        assert!(b.check(&ring_b, parent, now).await.is_ok());
+        assert!(a.check(&ring_a, parent, now).await.is_ok());
+        for (limiter, ring) in [(&a, &ring_a), (&b, &ring_b)] {
+            assert!(matches!(
+                limiter.check(ring, child, now).await,
+                Err(LimitRefusal::RateLimited(_))
+            ));
+        }
+        // The account's 5 holds across both replicas: three spent above, refusals spent
+        // nothing, so two more for a key with no limit of its own.
+        let ring_c = replica(std::slice::from_ref(&other));
+        assert!(b.check(&ring_c, other.id(), now).await.is_ok());
+        assert!(a.check(&ring_c, other.id(), now).await.is_ok());
+        assert!(matches!(
+            b.check(&ring_c, other.id(), now).await,
+            Err(LimitRefusal::RateLimited(_))
+        ));
+        clean_up(&url, &prefix).await;
+    });
+}
+
 #[test]
 fn a_chain_is_charged_all_or_nothing() {
     let Some(url) = redis_url() else { return };

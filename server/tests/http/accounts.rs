@@ -177,3 +177,32 @@ fn me_describes_the_presented_key_without_its_secret() {
     );
     assert_eq!(s.call("GET", "/api_keys/me", None, None).status, 401);
 }
+
+/// `--account-limit`: every key of an account shares one budget, and each account has its own.
+#[test]
+fn an_account_limit_is_shared_by_the_accounts_keys_only() {
+    let s = start_with(app::Config {
+        demo_accounts: 2,
+        account_limits: vec![
+            keygate::NamedLimit::new("per-hour", keygate::RateLimit::per_period(4, 3600).unwrap())
+                .unwrap(),
+        ],
+        ..app::Config::default()
+    });
+    let (alice, bob) = (s.keys[0].clone(), s.keys[1].clone());
+    // Creating a key is one of alice's four requests, and the child shares the rest.
+    let (_, child) = s.key_as(&alice, json!({"name": "child"}));
+    assert_eq!(s.call("GET", "/projects", Some(&child), None).status, 200);
+    assert_eq!(s.call("GET", "/projects", Some(&alice), None).status, 200);
+    assert_eq!(s.call("GET", "/projects", Some(&child), None).status, 200);
+    for key in [&alice, &child] {
+        let reply = s.call("GET", "/projects", Some(key), None);
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.body["error"], "Rate limit exceeded");
+    }
+    // Bob's account has a budget of its own.
+    for _ in 0..4 {
+        assert_eq!(s.call("GET", "/projects", Some(&bob), None).status, 200);
+    }
+    assert_eq!(s.call("GET", "/projects", Some(&bob), None).status, 429);
+}
