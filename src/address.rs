@@ -201,8 +201,8 @@ impl AllowedAddresses {
     }
 
     /// Whether a request from `address` (a 128-bit word; `has_address` false when unknown) may
-    /// use the key, in constant time: every slot is evaluated, present or not, and the answer is
-    /// `!has_ranges | (has_address & any(present_i & (address & mask_i == network_i)))`. An
+    /// use the key, in constant time: every slot is evaluated, used or not, and the answer is
+    /// `!has_ranges | (has_address & any(address & mask_i == network_i))`. An
     /// unknown address is refused by a restricted key (deny by default) and allowed by an
     /// unrestricted one.
     ///

@@ -339,18 +339,16 @@ impl KeyCell {
 /// One GCRA step on a TAT, by compare-and-swap (as `governor` does): the same decision as
 /// [`RateLimit::check`] on the value it read. Returns the TAT it replaced, for [`refund`].
 pub(super) fn admit(tat: &AtomicI64, limit: &RateLimit, now: Timestamp) -> Result<i64, RetryAfter> {
-    {
-        let mut current = tat.load(Ordering::Acquire);
-        loop {
-            let mut state = RateLimitState::at(
-                (current != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(current)),
-            );
-            limit.check(&mut state, now)?;
-            let next = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
-            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(current),
-                Err(actual) => current = actual,
-            }
+    let mut current = tat.load(Ordering::Acquire);
+    loop {
+        let mut state = RateLimitState::at(
+            (current != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(current)),
+        );
+        limit.check(&mut state, now)?;
+        let next = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
+        match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(current),
+            Err(actual) => current = actual,
         }
     }
 }
@@ -358,14 +356,12 @@ pub(super) fn admit(tat: &AtomicI64, limit: &RateLimit, now: Timestamp) -> Resul
 /// Undoes an admission whose TAT is still the one it wrote; if another request has moved it
 /// since, the charge stays (never refunding more than was charged: fail closed).
 pub(super) fn refund(tat: &AtomicI64, limit: &RateLimit, previous: i64, now: Timestamp) {
-    {
-        let mut state = RateLimitState::at(
-            (previous != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(previous)),
-        );
-        if limit.check(&mut state, now).is_ok() {
-            let written = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
-            let _ = tat.compare_exchange(written, previous, Ordering::AcqRel, Ordering::Relaxed);
-        }
+    let mut state = RateLimitState::at(
+        (previous != NO_ARRIVAL).then_some(Timestamp::from_unix_micros(previous)),
+    );
+    if limit.check(&mut state, now).is_ok() {
+        let written = state.tat().map_or(NO_ARRIVAL, Timestamp::unix_micros);
+        let _ = tat.compare_exchange(written, previous, Ordering::AcqRel, Ordering::Relaxed);
     }
 }
 
