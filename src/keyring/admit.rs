@@ -52,6 +52,24 @@ impl AccountLimits {
     }
 }
 
+/// Where a budget comes from: what names it, for a limiter kept elsewhere.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    Key(&'a crate::key::ApiKey),
+    Named(&'a crate::key::ApiKey, &'a NamedLimit),
+    Account(AccountId, &'a NamedLimit),
+}
+
+impl<'a> Source<'a> {
+    fn budget(self) -> Budget<'a> {
+        match self {
+            Source::Key(key) => Budget::Key(key.id()),
+            Source::Named(key, limit) => Budget::Named(key.id(), limit.name()),
+            Source::Account(account, limit) => Budget::Account(account, limit.name()),
+        }
+    }
+}
+
 /// What to charge.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Charge {
@@ -167,12 +185,12 @@ impl Keyring {
     ) -> Result<(), Throttled> {
         let chain = self.chain_keys(slot).ok_or_else(|| refuse_unchecked(now))?;
         let account = self.account_of(slot, charge);
-        if self.budgets(chain, charge, account).count() > MAX_BUDGETS {
+        if self.budgets(&chain, charge, account, |_| ()).count() > MAX_BUDGETS {
             return Err(refuse_unchecked(now).into());
         }
         let mut previous = [NO_ARRIVAL; MAX_BUDGETS];
         let mut charged = 0;
-        let budgets = self.budgets(chain, charge, account);
+        let budgets = self.budgets(&chain, charge, account, |_| ());
         for ((_, tat, limit), record) in budgets.zip(previous.iter_mut()) {
             match admit(tat, limit, now) {
                 Ok(tat) => {
@@ -222,45 +240,50 @@ impl Keyring {
         charged: usize,
         now: Timestamp,
     ) {
-        let budgets = self.budgets(*chain, charge, account);
+        let budgets = self.budgets(chain, charge, account, |_| ());
         for ((_, tat, limit), old) in budgets.zip(previous.iter()).take(charged) {
             refund(tat, limit, *old, now);
         }
     }
 
-    /// Every rate-limit budget of a request by the first key of `chain`, in charging order.
-    fn budgets<'a>(
+    /// Every rate-limit budget of a request by the first key of `chain`, in charging order, with
+    /// where it comes from (references only: the hot path never builds a name).
+    ///
+    /// `label` turns each budget's [`Source`] into what the caller keeps of it: nothing on the
+    /// hot path (`|_| ()`, compiled away), a name for a limiter kept elsewhere.
+    fn budgets<'a, 'c, L: 'a, F: Fn(Source<'a>) -> L + Copy + 'a>(
         &'a self,
-        chain: [Option<usize>; MAX_RATE_LIMIT_CHAIN],
+        chain: &'c [Option<usize>; MAX_RATE_LIMIT_CHAIN],
         charge: Charge,
         account: Option<(AccountId, &'a Arc<AccountLimits>)>,
-    ) -> impl Iterator<Item = (Budget<'a>, &'a AtomicI64, &'a RateLimit)> + 'a {
-        let keys = chain.into_iter().flatten().flat_map(move |index| {
+        label: F,
+    ) -> impl Iterator<Item = (L, &'a AtomicI64, &'a RateLimit)> + use<'a, 'c, L, F> {
+        let keys = chain.iter().flatten().flat_map(move |&index| {
             let pair = self.keys.get(index).zip(self.cells.get(index));
             let own = pair
                 .filter(|_| charge.chain_limits)
                 .and_then(|(key, cell)| {
-                    Some((Budget::Key(key.id()), cell.tat(), key.rate_limit()?))
+                    Some((label(Source::Key(key)), cell.tat(), key.rate_limit()?))
                 });
-            let named = pair
-                .filter(|_| charge.other_limits)
-                .into_iter()
-                .flat_map(|(key, cell)| {
-                    key.limits()
-                        .iter()
-                        .zip(cell.named.iter())
-                        .map(move |(named, tat)| {
-                            (Budget::Named(key.id(), named.name()), tat, named.limit())
-                        })
-                });
+            let named =
+                pair.filter(|_| charge.other_limits)
+                    .into_iter()
+                    .flat_map(move |(key, cell)| {
+                        key.limits()
+                            .iter()
+                            .zip(cell.named.iter())
+                            .map(move |(named, tat)| {
+                                (label(Source::Named(key, named)), tat, named.limit())
+                            })
+                    });
             own.into_iter().chain(named)
         });
-        let shared = account.into_iter().flat_map(|(id, account)| {
+        let shared = account.into_iter().flat_map(move |(id, account)| {
             account
                 .limits
                 .iter()
                 .zip(account.tats.iter())
-                .map(move |(named, tat)| (Budget::Account(id, named.name()), tat, named.limit()))
+                .map(move |(named, tat)| (label(Source::Account(id, named)), tat, named.limit()))
         });
         keys.chain(shared)
     }
@@ -268,8 +291,8 @@ impl Keyring {
     /// Every rate-limit budget a request by the key with this id is charged to, in the order
     /// [`admit`](Self::admit) charges them, named for a limiter that keeps their state elsewhere
     /// (keygate-store's Redis limiter, shared by replicas): each key's own limit and named ones
-    /// up the issuing chain, then the account's. At most 84, no allocation. `None` where `admit`
-    /// refuses without charging anything (an unknown id, a chain deeper than
+    /// up the issuing chain, then the account's; at most 84. `None` where `admit` refuses
+    /// without charging anything (an unknown id, a chain deeper than
     /// [`MAX_RATE_LIMIT_CHAIN`]): refuse too. Credits are not budgets of this kind: see
     /// [`AuthenticatedKey::spend_credits`](crate::AuthenticatedKey::spend_credits).
     pub fn rate_limit_budgets(
@@ -286,10 +309,13 @@ impl Keyring {
     ) -> Option<impl Iterator<Item = (Budget<'_>, RateLimit)> + '_> {
         let chain = self.chain_keys(slot)?;
         let account = self.account_of(slot, Charge::ALL);
-        Some(
-            self.budgets(chain, Charge::ALL, account)
-                .map(|(budget, _, limit)| (budget, *limit)),
-        )
+        // Collected: the names borrow the keyring, the chain is local (and a limiter kept
+        // elsewhere makes a round trip for them anyway).
+        let budgets: Vec<(Budget<'_>, RateLimit)> = self
+            .budgets(&chain, Charge::ALL, account, Source::budget)
+            .map(|(budget, _, limit)| (budget, *limit))
+            .collect();
+        Some(budgets.into_iter())
     }
 
     /// The account limits of the key in `slot`, when `charge` takes them.
