@@ -283,11 +283,7 @@ pub fn explain_capped(
         fails_with: (!address_allowed(key, resource)).then_some(Deny::AddressNotAllowed),
         detail: format!(
             "key allows {}; request from {}",
-            if ranges.is_empty() {
-                "any address".to_owned()
-            } else {
-                ranges.join(", ")
-            },
+            listed(&ranges, "any address"),
             resource
                 .address()
                 .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string())
@@ -340,11 +336,7 @@ pub fn explain_capped(
         fails_with: missing_permission(key, cap, action),
         detail: format!(
             "action needs {needs}; key holds {}{}",
-            if held.is_empty() {
-                "nothing".to_owned()
-            } else {
-                held.join(", ")
-            },
+            listed(&held, "nothing"),
             if capped.is_empty() {
                 String::new()
             } else {
@@ -365,4 +357,17 @@ pub fn explain_capped(
         .find_map(|r| r.fails_with)
         .map_or(Decision::Allow, Decision::Deny);
     Explanation { rules, decision }
+}
+
+/// `items` joined with commas, or `none` when there are none: how a detail names a list.
+fn listed<S: AsRef<str>>(items: &[S], none: &str) -> String {
+    if items.is_empty() {
+        none.to_owned()
+    } else {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

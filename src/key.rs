@@ -230,7 +230,7 @@ impl ApiKey {
     /// Sets the named rate limits: at most [`MAX_NAMED_LIMITS`](crate::MAX_NAMED_LIMITS), with
     /// unique names.
     pub fn with_limits(mut self, limits: Vec<NamedLimit>) -> Result<Self, LimitError> {
-        crate::limits::check_set(&limits)?;
+        NamedLimit::check_set(&limits)?;
         self.limits = limits;
         Ok(self)
     }

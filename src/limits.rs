@@ -117,23 +117,25 @@ impl NamedLimit {
     pub fn limit(&self) -> &RateLimit {
         &self.limit
     }
-}
 
-/// Checks a set of named limits: at most [`MAX_NAMED_LIMITS`], unique names.
-pub(crate) fn check_set(limits: &[NamedLimit]) -> Result<(), LimitError> {
-    if limits.len() > MAX_NAMED_LIMITS {
-        return Err(LimitError::TooMany);
-    }
-    for (i, limit) in limits.iter().enumerate() {
-        if limits
-            .iter()
-            .skip(i + 1)
-            .any(|other| other.name == limit.name)
-        {
-            return Err(LimitError::DuplicateName);
+    /// Checks a set of named limits, one key's or one account's: at most [`MAX_NAMED_LIMITS`],
+    /// with unique names. What every setter of a set checks (a key, a record, a key request, an
+    /// account, a server's configuration).
+    pub fn check_set(limits: &[NamedLimit]) -> Result<(), LimitError> {
+        if limits.len() > MAX_NAMED_LIMITS {
+            return Err(LimitError::TooMany);
         }
+        for (i, limit) in limits.iter().enumerate() {
+            if limits
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.name == limit.name)
+            {
+                return Err(LimitError::DuplicateName);
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Why [`Keyring::admit`](crate::Keyring::admit) refused a request. Nothing was charged.

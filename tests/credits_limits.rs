@@ -41,6 +41,21 @@ fn named(name: &str, requests: u32, period: u32) -> NamedLimit {
     NamedLimit::new(name, RateLimit::per_period(requests, period).unwrap()).unwrap()
 }
 
+/// A key issued by a user of `ACCOUNT` as `parent`, and one issued by that key as `child`.
+fn parent_and_child(parent: KeySpec, child: KeySpec) -> (ApiKey, ApiKey) {
+    let catalog = Catalog::read_write_delete();
+    let mut rng = StdRng::seed_from_u64(9);
+    let owner = Issuer::user(ACCOUNT, Scope::Account, catalog.all());
+    let parent = issue(&catalog, &owner, parent, at(1_000), &mut rng)
+        .unwrap()
+        .key;
+    let issuer = Issuer::key(&catalog, &parent, at(1_000)).unwrap();
+    let child = issue(&catalog, &issuer, child, at(1_000), &mut rng)
+        .unwrap()
+        .key;
+    (parent, child)
+}
+
 fn spent_of(keyring: &Keyring, id: KeyId) -> Option<CreditsSpent> {
     keyring.state(id).unwrap().usage.credits_spent()
 }
@@ -216,31 +231,13 @@ fn usage_exceeded_is_a_429_with_unkeys_code() {
 
 #[test]
 fn children_spend_their_issuers_credits_and_limits() {
-    let catalog = Catalog::read_write_delete();
-    let mut rng = StdRng::seed_from_u64(9);
-    let owner = Issuer::user(ACCOUNT, Scope::Account, catalog.all());
-    let parent = issue(
-        &catalog,
-        &owner,
+    // The child asks for more credits than its parent has: its own are no way around them.
+    let (parent, child) = parent_and_child(
         KeySpec::named("parent")
             .credits(Credits::new(4))
             .limit(named("burst", 3, 60)),
-        at(1_000),
-        &mut rng,
-    )
-    .unwrap()
-    .key;
-    let issuer = Issuer::key(&catalog, &parent, at(1_000)).unwrap();
-    // The child asks for more credits than its parent has: its own are no way around them.
-    let child = issue(
-        &catalog,
-        &issuer,
         KeySpec::named("child").credits(Credits::new(100)),
-        at(1_000),
-        &mut rng,
-    )
-    .unwrap()
-    .key;
+    );
     assert_eq!(child.issued_by(), Some(parent.id()));
     let keyring = Keyring::from_keys(Default::default(), [parent.clone(), child.clone()]).unwrap();
     for _ in 0..3 {
@@ -490,30 +487,12 @@ fn default_account_limits_give_every_account_its_own_budget() {
 /// order, named apart: the key's own and named limits, its issuer's, then its account's.
 #[test]
 fn rate_limit_budgets_name_every_limit_admit_charges() {
-    let catalog = Catalog::read_write_delete();
-    let mut rng = StdRng::seed_from_u64(5);
-    let owner = Issuer::user(ACCOUNT, Scope::Account, catalog.all());
-    let parent = issue(
-        &catalog,
-        &owner,
+    let (parent, child) = parent_and_child(
         KeySpec::named("parent")
             .rate_limit(RateLimit::per_period(9, 60).unwrap())
             .limit(named("daily", 1_000, 86_400)),
-        at(1_000),
-        &mut rng,
-    )
-    .unwrap()
-    .key;
-    let issuer = Issuer::key(&catalog, &parent, at(1_000)).unwrap();
-    let child = issue(
-        &catalog,
-        &issuer,
         KeySpec::named("child").limit(named("burst", 1, 1)),
-        at(1_000),
-        &mut rng,
-    )
-    .unwrap()
-    .key;
+    );
     let mut keyring =
         Keyring::from_keys(Default::default(), [parent.clone(), child.clone()]).unwrap();
     keyring

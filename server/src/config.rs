@@ -2,12 +2,11 @@
 //! timeouts, logging. [`Config::default`] is what `cargo run --example server` runs with;
 //! [`Command::parse`] reads the command line.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keygate::{NamedLimit, RateLimit, Tier};
+use keygate::{LimitError, NamedLimit, RateLimit, Tier};
 
 /// The longest header-read timeout accepted: slow clients must not hold sockets for longer.
 pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -228,15 +227,13 @@ impl Config {
         if self.resync_interval.is_zero() {
             problems.push("resync interval must be more than 0".to_owned());
         }
-        if self.account_limits.len() > keygate::MAX_NAMED_LIMITS {
-            problems.push(format!(
+        match NamedLimit::check_set(&self.account_limits) {
+            Ok(()) => {}
+            Err(LimitError::TooMany) => problems.push(format!(
                 "at most {} account limits",
                 keygate::MAX_NAMED_LIMITS
-            ));
-        }
-        let names: BTreeSet<&str> = self.account_limits.iter().map(NamedLimit::name).collect();
-        if names.len() != self.account_limits.len() {
-            problems.push("account limit names must be unique".to_owned());
+            )),
+            Err(_) => problems.push("account limit names must be unique".to_owned()),
         }
         problems
     }

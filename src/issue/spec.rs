@@ -465,7 +465,7 @@ pub(super) fn validate<'c>(
             }
         }
     }
-    match crate::limits::check_set(&spec.limits) {
+    match crate::limits::NamedLimit::check_set(&spec.limits) {
         Ok(()) => {}
         Err(crate::limits::LimitError::TooMany) => errors.push(format!(
             "Too many limits (maximum is {})",

@@ -49,7 +49,7 @@ impl ApiKey {
         // Never drop a restriction to load a record: too many ranges is an error, not "anywhere".
         let allowed_addresses = AllowedAddresses::from_ranges(&record.allowed_addresses)
             .ok_or(CatalogError::TooManyAddressRanges)?;
-        crate::limits::check_set(&record.limits)?;
+        NamedLimit::check_set(&record.limits)?;
         Ok(Self {
             id: record.id,
             name: record.name,

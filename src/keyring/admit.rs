@@ -10,7 +10,7 @@ use super::Keyring;
 use super::state::MAX_RATE_LIMIT_CHAIN;
 use super::state::{NO_ARRIVAL, admit, fresh_tats, refund};
 use crate::key::KeyId;
-use crate::limits::{Budget, LimitError, MAX_NAMED_LIMITS, NamedLimit, Throttled, check_set};
+use crate::limits::{Budget, LimitError, MAX_NAMED_LIMITS, NamedLimit, Throttled};
 use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::scope::AccountId;
 use crate::timestamp::Timestamp;
@@ -333,7 +333,7 @@ impl Keyring {
     /// The slots of the key in `slot` and of every key up its issuing chain (an ancestor no
     /// longer here ends it); `None` for a chain deeper than [`MAX_RATE_LIMIT_CHAIN`] or a slot
     /// that holds no key.
-    fn chain_keys(&self, slot: u32) -> Option<[Option<usize>; MAX_RATE_LIMIT_CHAIN]> {
+    pub(super) fn chain_keys(&self, slot: u32) -> Option<[Option<usize>; MAX_RATE_LIMIT_CHAIN]> {
         let mut chain = [None; MAX_RATE_LIMIT_CHAIN];
         let mut next = usize::try_from(slot).ok();
         for link in &mut chain {
@@ -341,6 +341,7 @@ impl Keyring {
             let key = self.keys.get(index)?;
             self.cells.get(index)?;
             *link = Some(index);
+            // An ancestor removed from the keyring ends the chain: nothing left to charge.
             next = key
                 .issued_by()
                 .and_then(|parent| self.slot_of(parent).ok())
@@ -361,7 +362,7 @@ impl Keyring {
         account: AccountId,
         limits: Vec<NamedLimit>,
     ) -> Result<(), LimitError> {
-        check_set(&limits)?;
+        NamedLimit::check_set(&limits)?;
         if limits.is_empty() {
             self.accounts.remove(&account);
             self.apply_default(account);
@@ -382,7 +383,7 @@ impl Keyring {
         &mut self,
         limits: Vec<NamedLimit>,
     ) -> Result<(), LimitError> {
-        check_set(&limits)?;
+        NamedLimit::check_set(&limits)?;
         self.default_account_limits = Arc::from(limits);
         let accounts: std::collections::BTreeSet<AccountId> =
             self.keys.iter().skip(1).map(|key| key.account()).collect();

@@ -102,6 +102,21 @@ fn unpack(word: u64) -> CreditsSpent {
     }
 }
 
+/// What the live credit count holds beyond the settled one (flushed to, or loaded from, a
+/// store): the delta a flush sends. A refund can leave the live count below the settled one
+/// (then none: the settled count stays higher, failing closed), and a settled count of a later
+/// period has nothing of this one's to add to.
+fn unflushed(live: CreditsSpent, settled: Option<CreditsSpent>) -> Option<CreditsSpent> {
+    match settled {
+        Some(old) if old.period == live.period => (live.spent > old.spent).then(|| CreditsSpent {
+            period: live.period,
+            spent: live.spent - old.spent,
+        }),
+        Some(old) if old.period > live.period => None,
+        _ => Some(live),
+    }
+}
+
 /// One key's live state, shared by every snapshot of a keyring that holds the key (a rotation or
 /// an update keeps it), updated with atomics.
 #[derive(Debug)]
@@ -227,20 +242,9 @@ impl KeyCell {
     pub(super) fn flush(&self, endpoints: &Endpoints) -> Usage {
         let mut delta = self.counted(endpoints, true);
         let mut settled = self.settled();
-        // The credits' delta is what the live count holds beyond the settled one. A refund can
-        // leave the live count below it (the settled count then stays higher: fail closed).
-        let live = self.credits_spent();
-        let credits = match (live, settled.credits_spent()) {
-            (None, _) => None,
-            (Some(live), Some(old)) if live.period == old.period => {
-                (live.spent > old.spent).then(|| CreditsSpent {
-                    period: live.period,
-                    spent: live.spent - old.spent,
-                })
-            }
-            (Some(live), Some(old)) if live.period < old.period => None,
-            (Some(live), _) => Some(live),
-        };
+        let credits = self
+            .credits_spent()
+            .and_then(|live| unflushed(live, settled.credits_spent()));
         delta.set_credits_spent(credits);
         settled.absorb(&delta);
         delta
@@ -259,16 +263,14 @@ impl KeyCell {
                 return;
             }
             // What this cell spent that no store has seen yet, in the stored count's period.
-            let unflushed = match flushed {
-                _ if current == 0 || live.period < stored.period => 0,
-                Some(flushed) if flushed.period == live.period => {
-                    live.spent.saturating_sub(flushed.spent)
-                }
-                _ => live.spent,
+            let mine = if current == 0 || live.period < stored.period {
+                0
+            } else {
+                unflushed(live, flushed).map_or(0, |delta| delta.spent)
             };
             let next = CreditsSpent {
                 period: stored.period,
-                spent: stored.spent.saturating_add(unflushed),
+                spent: stored.spent.saturating_add(mine),
             };
             match self.credits.compare_exchange_weak(
                 current,
@@ -418,40 +420,11 @@ impl Keyring {
         &self,
         id: KeyId,
     ) -> Option<impl Iterator<Item = (KeyId, RateLimit)> + use<'_>> {
-        let chain = self.chain_slots(id)?;
-        Some(
-            chain
-                .into_iter()
-                .flatten()
-                .filter_map(|(index, limit)| Some((self.keys.get(index)?.id(), limit))),
-        )
-    }
-
-    /// The (slot, limit) pairs of the chain `rate_limit_chain` describes, without allocating;
-    /// `None` for an unknown id or a chain deeper than [`MAX_RATE_LIMIT_CHAIN`].
-    fn chain_slots(&self, id: KeyId) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
-        self.chain_from(self.slot_of(id).ok()?)
-    }
-
-    /// [`chain_slots`](Self::chain_slots) from the key in `slot`.
-    pub(super) fn chain_from(
-        &self,
-        slot: u32,
-    ) -> Option<[Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN]> {
-        let mut chain: [Option<(usize, RateLimit)>; MAX_RATE_LIMIT_CHAIN] =
-            [None; MAX_RATE_LIMIT_CHAIN];
-        let mut next = usize::try_from(slot).ok();
-        for link in &mut chain {
-            let Some(index) = next else { break };
+        let chain = self.chain_keys(self.slot_of(id).ok()?)?;
+        Some(chain.into_iter().flatten().filter_map(|index| {
             let key = self.keys.get(index)?;
-            *link = key.rate_limit().map(|limit| (index, *limit));
-            // An ancestor removed from the keyring ends the chain: nothing left to charge.
-            next = key
-                .issued_by()
-                .and_then(|parent| self.slot_of(parent).ok())
-                .and_then(|parent| usize::try_from(parent).ok());
-        }
-        next.is_none().then_some(chain)
+            Some((key.id(), *key.rate_limit()?))
+        }))
     }
 
     /// Counts one request by the key with this id to `endpoint` (a registered route, see

@@ -117,6 +117,13 @@ fn chain_of_keys(limits: &[Option<RateLimit>]) -> Vec<ApiKey> {
     keys
 }
 
+/// A limiter on the test Redis, its keys under `prefix`.
+async fn limiter(url: &str, prefix: &str) -> RedisRateLimiter {
+    RedisRateLimiter::connect(url, config(prefix))
+        .await
+        .unwrap()
+}
+
 fn shared(keys: &[ApiKey]) -> SharedKeyring {
     SharedKeyring::new(Keyring::from_keys(Default::default(), keys.iter().cloned()).unwrap())
 }
@@ -252,12 +259,8 @@ fn replicas_share_one_budget() {
         let id = keys[0].id();
         // Two replicas: their own keyrings (and local limiters), one Redis.
         let (ring_a, ring_b) = (shared(&keys), shared(&keys));
-        let a = RedisRateLimiter::connect(&url, config(&prefix))
-            .await
-            .unwrap();
-        let b = RedisRateLimiter::connect(&url, config(&prefix))
-            .await
-            .unwrap();
+        let a = limiter(&url, &prefix).await;
+        let b = limiter(&url, &prefix).await;
         let now = at(1_800_000_000);
         assert!(a.check(&ring_a, id, now).await.is_ok());
         assert!(b.check(&ring_b, id, now).await.is_ok());
@@ -314,12 +317,8 @@ fn named_and_account_limits_are_shared_by_replicas() {
             SharedKeyring::new(ring)
         };
         let (ring_a, ring_b) = (replica(&keys), replica(&keys));
-        let a = RedisRateLimiter::connect(&url, config(&prefix))
-            .await
-            .unwrap();
-        let b = RedisRateLimiter::connect(&url, config(&prefix))
-            .await
-            .unwrap();
+        let a = limiter(&url, &prefix).await;
+        let b = limiter(&url, &prefix).await;
         let now = at(1_800_000_000);
         let (parent, child) = (keys[0].id(), keys[1].id());
         // The parent's `hourly` of 3 holds across both replicas, charged by its child too.
@@ -350,9 +349,7 @@ fn a_chain_is_charged_all_or_nothing() {
     let Some(url) = redis_url() else { return };
     runtime().block_on(async {
         let prefix = unique_prefix();
-        let limiter = RedisRateLimiter::connect(&url, config(&prefix))
-            .await
-            .unwrap();
+        let limiter = limiter(&url, &prefix).await;
         // root: 2 per minute; middle: no limit; leaf: 1 per minute.
         let keys = chain_of_keys(&[Some(limit(2, 60, 2)), None, Some(limit(1, 60, 1))]);
         let ring = shared(&keys);
@@ -396,9 +393,7 @@ fn a_flushed_script_cache_is_reloaded() {
     let Some(url) = redis_url() else { return };
     runtime().block_on(async {
         let prefix = unique_prefix();
-        let limiter = RedisRateLimiter::connect(&url, config(&prefix))
-            .await
-            .unwrap();
+        let limiter = limiter(&url, &prefix).await;
         let chain = [(KeyId::from_bytes([1; 16]), limit(1, 60, 1))];
         assert_eq!(limiter.check_chain(&chain, at(0)).await.unwrap(), Ok(()));
         // As after a Redis restart or failover: EVALSHA answers NOSCRIPT, the script is loaded.
